@@ -1,0 +1,423 @@
+"""Typed experiment configuration: YAML files with `_base_` inheritance and
+`-o section.key=value` overrides, validated against the dataclasses below.
+
+Every error names the file (or `-o`) the offending key came from and what was
+expected. The resolved config is the single source of truth for a run and is
+saved next to its outputs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override is wrong; the message says where and why."""
+
+
+# --------------------------------------------------------------------------- schema
+
+
+@dataclass
+class ModelConfig:
+    name: str = "vit_base_patch3_32"
+    num_classes: int = 10
+    # Backbone checkpoint loaded before the tuning method is applied (None = random init).
+    pretrained: Optional[str] = None
+    # Any VisionTransformer constructor argument overriding the factory's value.
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MethodConfig:
+    # full: everything trains; linear: head only; adaptformer: adapters + head.
+    name: str = "adaptformer"
+    bottleneck: int = 64
+    scale: float = 0.1
+    learnable_scale: bool = True
+    dropout: float = 0.1
+    position: str = "parallel"  # parallel | sequential
+    adapter_input: str = "stream"  # stream (official) | ln2 (community notebook)
+    blocks: Optional[List[int]] = None  # block indices that get adapters; None = all
+    # Extra trainable parameter patterns on top of the method's own (see freeze.py).
+    trainable: List[str] = field(default_factory=list)
+
+
+@dataclass
+class AugmentConfig:
+    random_crop_padding: int = 4  # RandomCrop(img_size, padding); 0 = off
+    hflip: float = 0.5  # probability; 0 = off
+    color_jitter_p: float = 0.5  # probability of applying brightness+contrast jitter
+    brightness: float = 0.1
+    contrast: float = 0.1
+    rotation: float = 15.0  # degrees; 0 = off
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "cifar10"  # cifar10 | cifar100 | synthetic
+    data_file: Optional[str] = None  # the original python archive (cifar-10-python.tar.gz)
+    data_dir: Optional[str] = None  # a folder holding the archive under its original name
+    download: bool = True  # only when neither data_file nor data_dir is given
+    classes: Optional[List[int]] = None  # keep these classes, relabelled 0..k-1 in this order
+    img_size: int = 32
+    mean: List[float] = field(default_factory=lambda: [0.5071, 0.4865, 0.4409])
+    std: List[float] = field(default_factory=lambda: [0.1942, 0.1918, 0.1958])
+    batch_size: int = 128
+    eval_batch_size: Optional[int] = None  # None = batch_size
+    num_workers: int = 2
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    synthetic_train_size: int = 256
+    synthetic_eval_size: int = 64
+    synthetic_num_classes: int = 10
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "momentum"  # momentum | sgd | adamw
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    grad_clip_norm: Optional[float] = None
+
+
+@dataclass
+class SchedulerConfig:
+    name: str = "cosine"  # cosine | constant; stepped every iteration
+    warmup_steps: int = 0
+    warmup_epochs: float = 0.0  # added to warmup_steps, converted with steps per epoch
+    warmup_start_lr: float = 0.0
+    min_lr: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    seed: int = 42
+    output_dir: str = "output/run"
+    label_smoothing: float = 0.0
+    log_every: int = 20  # steps between VisualDL loss/lr points and progress lines
+    eval_every: int = 1  # epochs
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class StageConfig:
+    name: str
+    config: str  # path of a run config, relative to the study file
+    pretrained_from: Optional[str] = None  # name of an earlier stage whose best checkpoint is the backbone
+    overrides: Dict[str, Any] = field(default_factory=dict)  # dotted keys, as with -o
+
+
+@dataclass
+class StudyConfig:
+    name: str
+    output_dir: str
+    stages: List[StageConfig]
+    # Per-stage keys applied to every stage before its own overrides.
+    overrides: Dict[str, Any] = field(default_factory=dict)
+
+
+METHODS = ("full", "linear", "adaptformer")
+# Keys of `method:` that only the adaptformer method reads.
+ADAPTER_KEYS = ("bottleneck", "scale", "learnable_scale", "dropout", "position", "adapter_input", "blocks")
+CHOICES = {
+    "method.name": METHODS,
+    "method.position": ("parallel", "sequential"),
+    "method.adapter_input": ("stream", "ln2"),
+    "data.dataset": ("cifar10", "cifar100", "synthetic"),
+    "optimizer.name": ("momentum", "sgd", "adamw"),
+    "scheduler.name": ("cosine", "constant"),
+}
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_yaml(path: str) -> Dict[str, Any]:
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def _merge(base: Dict, top: Dict, origin: Dict[str, str], source: str, prefix: str = "") -> Dict:
+    out = dict(base)
+    for k, v in top.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("kwargs", "overrides"):
+            out[k] = _merge(out[k], v, origin, source, key + ".")
+        else:
+            out[k] = v
+            origin[key] = source
+            if isinstance(v, dict):
+                _record_origin(v, origin, source, key + ".")
+    return out
+
+
+def _record_origin(d: Dict, origin: Dict[str, str], source: str, prefix: str) -> None:
+    for k, v in d.items():
+        origin[prefix + str(k)] = source
+        if isinstance(v, dict):
+            _record_origin(v, origin, source, f"{prefix}{k}.")
+
+
+def _load_with_bases(path: str, origin: Dict[str, str], seen: tuple = ()) -> Dict[str, Any]:
+    path = os.path.normpath(path)
+    if path in seen:
+        raise ConfigError(f"{path}: _base_ inheritance loops back to itself")
+    data = load_yaml(path)
+    bases = data.pop("_base_", [])
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{path}: _base_ must be a file path or a list of file paths")
+    merged: Dict[str, Any] = {}
+    for b in bases:
+        base_path = os.path.join(os.path.dirname(path), b)
+        merged = _merge(merged, _load_with_bases(base_path, origin, seen + (path,)), origin, "")
+    _record_origin(data, origin, path, "")
+    return _merge(merged, data, {}, path)
+
+
+def parse_override(text: str) -> tuple:
+    """'optimizer.lr=0.1' -> ('optimizer.lr', 0.1); the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"-o {text}: expected key=value, e.g. -o optimizer.lr=0.1")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"-o {text}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(f"-o {text}: value is not valid YAML") from None
+    return key, value
+
+
+def apply_overrides(data: Dict[str, Any], overrides: Dict[str, Any], origin: Dict[str, str], source: str) -> None:
+    for key, value in overrides.items():
+        parts = key.split(".")
+        node = data
+        for p in parts[:-1]:
+            child = node.setdefault(p, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{source} {key}: '{p}' is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+        origin[key] = source
+        if isinstance(value, dict):
+            _record_origin(value, origin, source, key + ".")
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _where(origin: Dict[str, str], key: str, default: str) -> str:
+    # The most specific recorded source of this key or of an enclosing section.
+    parts = key.split(".")
+    for i in range(len(parts), 0, -1):
+        src = origin.get(".".join(parts[:i]))
+        if src:
+            return src
+    return default
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp, key: str, where: str) -> Any:
+    origin_tp = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin_tp is typing.Union and type(None) in args:
+        if value is None:
+            return None
+        inner = [a for a in args if a is not type(None)][0]
+        return _coerce(value, inner, key, where)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        raise AssertionError("sections are built by _build")
+    if origin_tp in (list, List):
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: {key} must be a list of {_type_name(args[0])}, got {value!r}")
+        return [_coerce(v, args[0], f"{key}[{i}]", where) for i, v in enumerate(value)]
+    if origin_tp in (dict, Dict):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {key} must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: {key} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 5e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: {key} must be a string, got {value!r}")
+        return value
+    raise AssertionError(f"unsupported schema type {tp} for {key}")
+
+
+def _build(cls, data: Any, origin: Dict[str, str], default_src: str, prefix: str = ""):
+    where = _where(origin, prefix.rstrip("."), default_src) if prefix else default_src
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: {prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for k in data:
+        if k not in fields:
+            known = ", ".join(fields)
+            raise ConfigError(
+                f"{_where(origin, prefix + str(k), default_src)}: unknown key '{prefix}{k}' (known: {known})"
+            )
+    kwargs = {}
+    for name, f in fields.items():
+        key = prefix + name
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{where}: missing required key '{key}'")
+            continue
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, data[name], origin, default_src, key + ".")
+        elif typing.get_origin(tp) in (list, List) and dataclasses.is_dataclass(typing.get_args(tp)[0]):
+            items = data[name]
+            if not isinstance(items, list):
+                raise ConfigError(f"{_where(origin, key, default_src)}: {key} must be a list")
+            kwargs[name] = [
+                _build(typing.get_args(tp)[0], item, origin, default_src, f"{key}[{i}].")
+                for i, item in enumerate(items)
+            ]
+        else:
+            value = _coerce(data[name], tp, key, _where(origin, key, default_src))
+            allowed = CHOICES.get(key)
+            if allowed and value not in allowed:
+                raise ConfigError(
+                    f"{_where(origin, key, default_src)}: {key} must be one of {', '.join(allowed)}, got {value!r}"
+                )
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _check_consistency(cfg: Config, origin: Dict[str, str], src: str) -> None:
+    def fail(key: str, msg: str):
+        raise ConfigError(f"{_where(origin, key, src)}: {key} {msg}")
+
+    if cfg.method.name != "adaptformer":
+        for k in ADAPTER_KEYS:
+            if f"method.{k}" in origin:
+                fail(f"method.{k}", f"is an adaptformer setting; method.name is '{cfg.method.name}'")
+    if cfg.method.bottleneck < 1:
+        fail("method.bottleneck", f"must be >= 1, got {cfg.method.bottleneck}")
+    if not 0.0 <= cfg.method.dropout < 1.0:
+        fail("method.dropout", f"must be in [0, 1), got {cfg.method.dropout}")
+    if cfg.model.num_classes < 1:
+        fail("model.num_classes", f"must be >= 1, got {cfg.model.num_classes}")
+    if cfg.train.epochs < 1:
+        fail("train.epochs", f"must be >= 1, got {cfg.train.epochs}")
+    if cfg.data.batch_size < 1:
+        fail("data.batch_size", f"must be >= 1, got {cfg.data.batch_size}")
+    if len(cfg.data.mean) != 3 or len(cfg.data.std) != 3:
+        fail("data.mean", "and data.std must each hold 3 values (RGB)")
+    if cfg.data.classes is not None:
+        if len(set(cfg.data.classes)) != len(cfg.data.classes) or not cfg.data.classes:
+            fail("data.classes", f"must be a non-empty list of distinct class ids, got {cfg.data.classes}")
+        if len(cfg.data.classes) != cfg.model.num_classes:
+            fail(
+                "model.num_classes",
+                f"is {cfg.model.num_classes} but data.classes keeps {len(cfg.data.classes)} classes",
+            )
+    if cfg.optimizer.lr <= 0:
+        fail("optimizer.lr", f"must be > 0, got {cfg.optimizer.lr}")
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def load_config(path: str, overrides: Optional[List[str]] = None, extra: Optional[Dict[str, Any]] = None) -> Config:
+    """Read a run config; `extra` (dotted keys) is applied before the `-o` overrides."""
+    origin: Dict[str, str] = {}
+    data = _load_with_bases(path, origin)
+    if "study" in data:
+        raise ConfigError(f"{path}: this is a study config; run it with tools/train.py -c {path}")
+    if extra:
+        apply_overrides(data, extra, origin, f"{path} (study overrides)")
+    parsed = dict(parse_override(o) for o in (overrides or []))
+    apply_overrides(data, parsed, origin, "-o")
+    cfg = _build(Config, data, origin, path)
+    _check_consistency(cfg, origin, path)
+    return cfg
+
+
+def is_study(path: str) -> bool:
+    return "study" in load_yaml(path)
+
+
+def load_study(path: str) -> StudyConfig:
+    origin: Dict[str, str] = {}
+    data = _load_with_bases(path, origin)
+    unknown = set(data) - {"study"}
+    if unknown:
+        raise ConfigError(f"{path}: a study file holds only a 'study:' section, found {sorted(unknown)}")
+    study = _build(StudyConfig, data["study"], {("study." + k): v for k, v in origin.items()}, path)
+    names = [s.name for s in study.stages]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{path}: study.stages names must be distinct, got {names}")
+    for i, s in enumerate(study.stages):
+        if s.pretrained_from is not None and s.pretrained_from not in names[:i]:
+            raise ConfigError(
+                f"{path}: stage '{s.name}' has pretrained_from '{s.pretrained_from}', "
+                f"which is not an earlier stage ({names[:i]})"
+            )
+    return study
+
+
+def to_dict(cfg) -> Dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: Config, path: str) -> None:
+    from .utils import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def dump(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

@@ -1,0 +1,77 @@
+"""Where a run reports: console progress, metrics.jsonl and VisualDL scalars.
+Only the main process writes; the others get a logger that does nothing."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Dict, List, Optional
+
+from paddle.hapi.progressbar import ProgressBar
+
+
+class RunLogger:
+    def __init__(self, output_dir: str, enabled: bool = True, log_every: int = 20):
+        self.output_dir = output_dir
+        self.enabled = enabled
+        self.log_every = max(1, log_every)
+        self.metrics_path = os.path.join(output_dir, "metrics.jsonl")
+        self._writer = None
+        self._bar: Optional[ProgressBar] = None
+        self._interactive = sys.stdout.isatty()
+
+    # ----------------------------------------------------------- console
+    def info(self, text: str) -> None:
+        if self.enabled:
+            print(text, flush=True)
+
+    def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
+        if self.enabled:
+            print(f"epoch {epoch}/{epochs}", flush=True)
+            self._bar = ProgressBar(num=steps, verbose=1, name="step")
+
+    def step(self, step_in_epoch: int, steps: int, values: Dict[str, float]) -> None:
+        if self._bar is None:
+            return
+        if self._interactive or step_in_epoch % self.log_every == 0 or step_in_epoch == steps:
+            self._bar.update(step_in_epoch, list(values.items()))
+            if step_in_epoch == steps:
+                self._bar = None
+
+    # ----------------------------------------------------------- VisualDL
+    @property
+    def writer(self):
+        if self._writer is None:
+            from visualdl import LogWriter
+
+            self._writer = LogWriter(logdir=os.path.join(self.output_dir, "vdl"))
+        return self._writer
+
+    def scalars(self, values: Dict[str, float], step: int) -> None:
+        if self.enabled:
+            for tag, value in values.items():
+                self.writer.add_scalar(tag=tag, value=float(value), step=step)
+
+    # ----------------------------------------------------------- metrics.jsonl
+    def record(self, record: Dict) -> None:
+        if self.enabled:
+            with open(self.metrics_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def truncate_records(self, last_epoch: int) -> None:
+        """On resume, drop records of epochs after the checkpoint (written before a crash)."""
+        if not self.enabled or not os.path.exists(self.metrics_path):
+            return
+        kept = [r for r in read_records(self.metrics_path) if r["epoch"] <= last_epoch]
+        with open(self.metrics_path, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in kept)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def read_records(path: str) -> List[Dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -1,0 +1,133 @@
+"""From a validated config to a model, data loaders, a training run or an evaluation."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Dict, List, Tuple
+
+import paddle
+from paddle.io import DataLoader, DistributedBatchSampler, Subset
+
+from .. import freeze
+from ..checkpoint import load_checkpoint, load_pretrained, read_state
+from ..config import Config, ConfigError, dump, save_config
+from ..data import build_dataset, class_names
+from ..methods import apply_method
+from ..models import create_model
+from ..utils import atomic_write_text
+from . import dist
+from .trainer import BEST, LAST, Trainer, evaluate_model, seed_everything
+
+RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json", LAST, BEST)
+
+
+def build_model(cfg: Config, load_backbone: bool = True, log=print):
+    """Backbone by name -> pretrained weights -> tuning method (inserts modules, freezes)."""
+    # A fresh name scope gives parameters the same internal names on every build,
+    # which optimizer state is keyed by (so a resumed run finds its momentum buffers).
+    with paddle.utils.unique_name.guard():
+        try:
+            model = create_model(cfg.model.name, num_classes=cfg.model.num_classes, **cfg.model.kwargs)
+        except TypeError as e:
+            raise ConfigError(f"model.kwargs: {e}") from None
+        if load_backbone and cfg.model.pretrained:
+            if not os.path.isfile(cfg.model.pretrained):
+                raise ConfigError(
+                    f"model.pretrained: {cfg.model.pretrained} does not exist "
+                    "(train the pretraining config first, or pass -o model.pretrained=PATH)"
+                )
+            log(str(load_pretrained(model, cfg.model.pretrained)))
+        try:
+            apply_method(model, cfg.method)
+        except ValueError as e:
+            raise ConfigError(f"method: {e}") from None
+    return model
+
+
+def build_loaders(cfg: Config) -> Tuple[DataLoader, DataLoader, List[str]]:
+    d = cfg.data
+    train_set = build_dataset(d, "train")
+    eval_set = build_dataset(d, "eval")
+    names = class_names(d)
+    if len(names) != cfg.model.num_classes:
+        raise ConfigError(f"model.num_classes is {cfg.model.num_classes} but the data has {len(names)} classes")
+    sampler = DistributedBatchSampler(train_set, batch_size=d.batch_size, shuffle=True, drop_last=False)
+    train_loader = DataLoader(train_set, batch_sampler=sampler, num_workers=d.num_workers)
+    # Each process evaluates every world_size-th sample (no padding), and the counts are summed.
+    shard = Subset(eval_set, list(range(dist.rank(), len(eval_set), dist.world_size())))
+    eval_loader = DataLoader(shard, batch_size=d.eval_batch_size or d.batch_size, shuffle=False, num_workers=d.num_workers)
+    return train_loader, eval_loader, names
+
+
+def prepare_output_dir(cfg: Config, resume: bool) -> None:
+    out = cfg.train.output_dir
+    if not dist.is_main():
+        return
+    os.makedirs(out, exist_ok=True)
+    if resume:
+        saved = os.path.join(out, "config.yaml")
+        if os.path.exists(saved):
+            with open(saved, encoding="utf-8") as f:
+                if f.read() != dump(cfg):
+                    raise ConfigError(
+                        f"{saved}: the run being resumed used another config; resume with the same -c/-o "
+                        "or start a new train.output_dir"
+                    )
+        return
+    stale = [n for n in RUN_FILES + ("vdl",) if os.path.exists(os.path.join(out, n))]
+    if stale:
+        print(f"starting over in {out}: removing the previous run's {', '.join(stale)} (use --resume to continue it)")
+        for n in stale:
+            p = os.path.join(out, n)
+            shutil.rmtree(p) if os.path.isdir(p) else os.remove(p)
+    save_config(cfg, os.path.join(out, "config.yaml"))
+
+
+def train(cfg: Config, resume: bool = False) -> Dict:
+    dist.init()
+    log = print if dist.is_main() else (lambda *a, **k: None)
+    prepare_output_dir(cfg, resume)
+    log(dump(cfg))
+    seed_everything(cfg.train.seed)
+    model = build_model(cfg, load_backbone=not resume, log=log)
+    params = freeze.summary(model)
+    log(f"method {cfg.method.name}: {params}")
+    train_loader, eval_loader, names = build_loaders(cfg)
+    trainer = Trainer(cfg, model, train_loader, eval_loader, names)
+    if resume:
+        trainer.resume()
+    result = trainer.fit()
+    summary = {
+        "method": cfg.method.name,
+        "trainable_params": params.trainable,
+        "total_params": params.total,
+        "trainable_percent": params.percent,
+        "trainable_mb": params.trainable_mb,
+        "best_top1": result["best"]["top1"],
+        "best_top5": result["best"].get("top5"),
+        "best_epoch": result["best"]["epoch"],
+        "epochs": cfg.train.epochs,
+        "output_dir": cfg.train.output_dir,
+    }
+    if dist.is_main():
+        atomic_write_text(os.path.join(cfg.train.output_dir, "summary.json"), json.dumps(summary, indent=2))
+    return summary
+
+
+def evaluate(cfg: Config, checkpoint: str) -> Dict:
+    """Top-1/top-5, per-class accuracy and the confusion matrix of a checkpoint."""
+    dist.init()
+    model = build_model(cfg, load_backbone=False)
+    state = read_state(checkpoint)
+    if "model" in state and "optimizer" in state:  # a last.pdckpt resume file
+        state = state["model"]
+    load_checkpoint(model, checkpoint, state=state)
+    _, eval_loader, names = build_loaders(cfg)
+    meter = evaluate_model(model, eval_loader, len(names))
+    result = meter.result()
+    result["checkpoint"] = checkpoint
+    result["per_class_accuracy"] = meter.per_class(names)
+    result["class_names"] = names
+    result["confusion_matrix"] = meter.confusion.astype(int).tolist()
+    return result

@@ -1,0 +1,168 @@
+"""The training loop: per-step LR schedule, per-epoch evaluation, last/best
+checkpoints, and a resume that reproduces the uninterrupted run.
+
+Reproducibility: every epoch starts by reseeding Python, NumPy and Paddle from
+(seed, epoch, rank) and reshuffles with a sampler seeded the same way, so the
+random stream of epoch k does not depend on how the run got there. Resuming at
+an epoch boundary therefore continues exactly as if never stopped.
+"""
+from __future__ import annotations
+
+import os
+import random
+import time
+from typing import Dict, List, Optional
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+
+from .. import freeze
+from ..checkpoint import CheckpointError, read_state, save_state
+from ..config import Config
+from . import dist
+from .logger import RunLogger
+from .metrics import ClassificationMeter
+from .optim import build_optimizer, build_scheduler
+
+LAST = "last.pdckpt"  # model + optimizer + progress, for --resume
+BEST = "best.pdparams"  # model weights of the best eval epoch
+
+
+def seed_everything(seed: int, epoch: int = 0) -> None:
+    s = (seed * 1_000_003 + epoch * 1_009 + dist.rank()) % (2**31)
+    random.seed(s)
+    np.random.seed(s)
+    paddle.seed(s)
+
+
+class Trainer:
+    def __init__(
+        self,
+        cfg: Config,
+        model: nn.Layer,
+        train_loader,
+        eval_loader,
+        class_names: List[str],
+        logger: Optional[RunLogger] = None,
+    ):
+        self.cfg = cfg
+        self.model = model
+        self.train_loader = train_loader
+        self.eval_loader = eval_loader
+        self.class_names = class_names
+        self.out = cfg.train.output_dir
+        self.logger = logger or RunLogger(self.out, enabled=dist.is_main(), log_every=cfg.train.log_every)
+        self.steps_per_epoch = len(train_loader)
+        self.scheduler = build_scheduler(cfg.optimizer, cfg.scheduler, self.steps_per_epoch, cfg.train.epochs)
+        self.optimizer = build_optimizer(cfg.optimizer, freeze.trainable_parameters(model), self.scheduler)
+        self.net = paddle.DataParallel(model) if dist.world_size() > 1 else model
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
+        self.start_epoch = 1
+        self.global_step = 0
+        self.best = {"top1": -1.0, "epoch": 0}
+
+    # ------------------------------------------------------------------ state
+    def state(self, epoch: int) -> Dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": epoch,
+            "global_step": self.global_step,
+            "best": dict(self.best),
+        }
+
+    def resume(self) -> None:
+        path = os.path.join(self.out, LAST)
+        if not os.path.exists(path):
+            raise CheckpointError(f"{path}: nothing to resume (no checkpoint in train.output_dir)")
+        state = read_state(path)
+        self.model.set_state_dict(state["model"])
+        self.optimizer.set_state_dict(state["optimizer"])
+        self.scheduler.set_state_dict(state["scheduler"])
+        self.start_epoch = int(state["epoch"]) + 1
+        self.global_step = int(state["global_step"])
+        self.best = dict(state["best"])
+        self.logger.truncate_records(int(state["epoch"]))
+        self.logger.info(f"resumed from {path} at epoch {state['epoch']} (step {self.global_step})")
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> Dict:
+        cfg = self.cfg.train
+        history = []
+        for epoch in range(self.start_epoch, cfg.epochs + 1):
+            seed_everything(cfg.seed, epoch)
+            sampler = self.train_loader.batch_sampler
+            if hasattr(sampler, "set_epoch"):
+                # DistributedBatchSampler shuffles with RandomState(epoch): fold the seed in.
+                sampler.set_epoch(cfg.seed * 10_007 + epoch)
+            start = time.time()
+            train_stats = self.train_one_epoch(epoch)
+            epoch_time = time.time() - start
+            record = {"epoch": epoch, "step": self.global_step, "lr": self.optimizer.get_lr(), "epoch_time_s": epoch_time}
+            record.update({f"train_{k}": v for k, v in train_stats.items()})
+            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+                eval_stats = self.evaluate().result()
+                record.update({f"eval_{k}": v for k, v in eval_stats.items()})
+                self.logger.scalars({f"eval/{k}": v for k, v in eval_stats.items() if k != "num_samples"}, epoch)
+                if eval_stats["top1"] > self.best["top1"]:
+                    self.best = {"top1": eval_stats["top1"], "top5": eval_stats.get("top5"), "epoch": epoch}
+                    if dist.is_main():
+                        save_state(self.model.state_dict(), os.path.join(self.out, BEST))
+                self.logger.info(
+                    f"epoch {epoch}: eval top1 {eval_stats['top1']:.4f}"
+                    + (f" top5 {eval_stats['top5']:.4f}" if "top5" in eval_stats else "")
+                    + f" loss {eval_stats['loss']:.4f} (best {self.best['top1']:.4f} @ {self.best['epoch']}), "
+                    f"{epoch_time:.1f} s"
+                )
+            if dist.is_main():
+                save_state(self.state(epoch), os.path.join(self.out, LAST))
+            self.logger.record(record)
+            history.append(record)
+        self.logger.close()
+        dist.barrier()
+        return {"best": self.best, "history": history}
+
+    def train_one_epoch(self, epoch: int) -> Dict[str, float]:
+        freeze.set_train_mode(self.model)
+        meter = ClassificationMeter(len(self.class_names), topk=(1,))
+        steps = self.steps_per_epoch
+        self.logger.start_epoch(epoch, self.cfg.train.epochs, steps)
+        for i, (images, labels) in enumerate(self.train_loader, start=1):
+            labels = labels.reshape([-1]).astype("int64")
+            logits = self.net(images)
+            loss = self.loss_fn(logits, labels)
+            loss.backward()
+            self.optimizer.step()
+            self.optimizer.clear_grad()
+            lr = self.optimizer.get_lr()
+            self.scheduler.step()
+            self.global_step += 1
+            loss_value = float(loss)
+            if not np.isfinite(loss_value):
+                raise FloatingPointError(f"loss became {loss_value} at epoch {epoch} step {i}; lower optimizer.lr")
+            meter.update(logits.numpy(), labels.numpy(), loss_value * labels.shape[0])
+            self.logger.step(i, steps, {"loss": loss_value, "lr": lr})
+            if self.global_step % self.logger.log_every == 0:
+                self.logger.scalars({"train/loss": loss_value, "train/lr": lr}, self.global_step)
+        meter.all_reduce()
+        result = meter.result()
+        return {"loss": result["loss"], "top1": result["top1"]}
+
+    def evaluate(self) -> ClassificationMeter:
+        return evaluate_model(self.model, self.eval_loader, len(self.class_names))
+
+
+@paddle.no_grad()
+def evaluate_model(model: nn.Layer, loader, num_classes: int) -> ClassificationMeter:
+    """Counts over the whole eval set, summed across processes."""
+    model.eval()
+    meter = ClassificationMeter(num_classes)
+    loss_fn = nn.CrossEntropyLoss(reduction="sum")
+    for images, labels in loader:
+        labels = labels.reshape([-1]).astype("int64")
+        logits = model(images)
+        meter.update(logits.numpy(), labels.numpy(), float(loss_fn(logits, labels)))
+    meter.all_reduce()
+    return meter

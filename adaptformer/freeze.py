@@ -1,0 +1,95 @@
+"""Choosing what trains: per-parameter `stop_gradient`, by name patterns.
+
+A pattern is a regular expression matched against whole dot-separated parts of a
+parameter's name: "adapter" matches blocks.3.adapter.up_proj.weight, "head"
+matches head.weight, "bias" matches every *.bias, r"blocks\\.11" matches the
+last block of a ViT-B. (Setting stop_gradient on a Layer object freezes nothing
+in Paddle; it has to be set on each parameter.)
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable, List, Sequence
+
+import paddle.nn as nn
+
+
+def _matcher(pattern: str):
+    return re.compile(rf"(?:^|\.)(?:{pattern})(?:\.|$)")
+
+
+def matching_parameters(model: nn.Layer, patterns: Iterable[str]) -> List[str]:
+    compiled = [_matcher(p) for p in patterns]
+    return [n for n, _ in model.named_parameters() if any(c.search(n) for c in compiled)]
+
+
+def only_train(model: nn.Layer, patterns: Sequence[str]) -> List[str]:
+    """Freeze every parameter except those matching a pattern; return the trainable names.
+
+    A pattern that matches nothing is an error: a typo must not silently freeze
+    what was meant to train.
+    """
+    names = dict(model.named_parameters())
+    for p in patterns:
+        if not matching_parameters(model, [p]):
+            raise ValueError(f"trainable pattern {p!r} matches no parameter of {type(model).__name__}")
+    trainable = set(matching_parameters(model, patterns))
+    for n, param in names.items():
+        param.stop_gradient = n not in trainable
+    return [n for n in names if n in trainable]
+
+
+def train_all(model: nn.Layer) -> None:
+    for p in model.parameters():
+        p.stop_gradient = False
+
+
+def trainable_parameters(model: nn.Layer) -> list:
+    """The parameters an optimizer should see: frozen ones carry no optimizer state."""
+    return [p for p in model.parameters() if not p.stop_gradient]
+
+
+def set_train_mode(model: nn.Layer) -> None:
+    """model.train(), except that sub-layers holding no trainable parameter run in
+    eval mode: dropout inside a frozen attention or MLP stays off (as VPT keeps
+    its frozen encoder in eval), while an adapter's own dropout is active."""
+    model.train()
+    for _, layer in model.named_sublayers():
+        params = layer.parameters()
+        if params and all(p.stop_gradient for p in params):
+            layer.eval()  # also every layer below it, e.g. the dropouts of a frozen Mlp
+
+
+@dataclass
+class ParameterSummary:
+    trainable: int
+    total: int
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.trainable / self.total if self.total else 0.0
+
+    @property
+    def trainable_mb(self) -> float:
+        # float32 bytes in MiB, the unit Paddle's summary calls "MB".
+        return self.trainable * 4 / 2**20
+
+    def __str__(self) -> str:
+        return (
+            f"trainable {self.trainable:,} / {self.total:,} parameters "
+            f"({self.percent:.2f} %, {self.trainable_mb:.2f} MB)"
+        )
+
+
+def summary(model: nn.Layer, verbose: bool = False) -> ParameterSummary:
+    total = trainable = 0
+    for n, p in model.named_parameters():
+        count = int(p.numel())
+        total += count
+        if not p.stop_gradient:
+            trainable += count
+    result = ParameterSummary(trainable, total)
+    if verbose:
+        print(result)
+    return result

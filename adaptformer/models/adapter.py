@@ -1,0 +1,64 @@
+"""The AdaptFormer module (Chen et al., NeurIPS 2022): a bottleneck
+Linear(d->r) -> ReLU -> Dropout -> Linear(r->d), times a scale.
+
+The up-projection starts at zero, so a freshly adapted model computes exactly
+the backbone's function. How the block wires it in (parallel to the MLP, reading
+the post-attention stream, or sequentially after the MLP) lives in `vit.Block`.
+"""
+from __future__ import annotations
+
+import math
+
+import paddle
+import paddle.nn as nn
+
+POSITIONS = ("parallel", "sequential")
+INPUTS = ("stream", "ln2")
+
+
+class AdaptFormerAdapter(nn.Layer):
+    def __init__(
+        self,
+        dim: int,
+        bottleneck: int = 64,
+        scale: float = 0.1,
+        learnable_scale: bool = True,
+        dropout: float = 0.1,
+        position: str = "parallel",
+        adapter_input: str = "stream",
+    ):
+        super().__init__()
+        if position not in POSITIONS:
+            raise ValueError(f"adapter position must be one of {POSITIONS}, got {position!r}")
+        if adapter_input not in INPUTS:
+            raise ValueError(f"adapter input must be one of {INPUTS}, got {adapter_input!r}")
+        if position == "sequential" and adapter_input != "stream":
+            raise ValueError("a sequential adapter reads the MLP output; adapter_input 'ln2' applies to parallel only")
+        self.position = position
+        self.adapter_input = adapter_input
+        # Down: Kaiming-uniform with a=sqrt(5), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)); biases and Up: zero.
+        bound = 1.0 / math.sqrt(dim)
+        self.down_proj = nn.Linear(
+            dim,
+            bottleneck,
+            weight_attr=paddle.ParamAttr(initializer=nn.initializer.Uniform(-bound, bound)),
+            bias_attr=paddle.ParamAttr(initializer=nn.initializer.Constant(0.0)),
+        )
+        self.act = nn.ReLU()
+        self.dropout = nn.Dropout(dropout)
+        self.up_proj = nn.Linear(
+            bottleneck,
+            dim,
+            weight_attr=paddle.ParamAttr(initializer=nn.initializer.Constant(0.0)),
+            bias_attr=paddle.ParamAttr(initializer=nn.initializer.Constant(0.0)),
+        )
+        if learnable_scale:
+            self.scale = self.create_parameter([1], default_initializer=nn.initializer.Constant(scale))
+        else:
+            self.register_buffer("scale", paddle.to_tensor([scale], dtype="float32"), persistable=True)
+
+    def forward(self, x):
+        return self.up_proj(self.dropout(self.act(self.down_proj(x)))) * self.scale
+
+    def extra_repr(self) -> str:
+        return f"position={self.position}, input={self.adapter_input}"

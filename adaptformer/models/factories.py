@@ -1,0 +1,57 @@
+"""Named ViT sizes. Each factory only sets dimensions; keyword arguments override them."""
+from __future__ import annotations
+
+from .registry import register_model
+from .vit import VisionTransformer
+
+
+def _vit(defaults: dict, overrides: dict) -> VisionTransformer:
+    return VisionTransformer(**{**defaults, **overrides})
+
+
+_TINY = dict(embed_dim=192, depth=12, num_heads=3)
+_SMALL = dict(embed_dim=384, depth=12, num_heads=6)
+_BASE = dict(embed_dim=768, depth=12, num_heads=12)
+_LARGE = dict(embed_dim=1024, depth=24, num_heads=16)
+
+
+@register_model
+def vit_tiny_patch16_224(**kw):
+    return _vit(dict(img_size=224, patch_size=16, **_TINY), kw)
+
+
+@register_model
+def vit_small_patch16_224(**kw):
+    return _vit(dict(img_size=224, patch_size=16, **_SMALL), kw)
+
+
+@register_model
+def vit_base_patch16_224(**kw):
+    return _vit(dict(img_size=224, patch_size=16, **_BASE), kw)
+
+
+@register_model
+def vit_large_patch16_224(**kw):
+    return _vit(dict(img_size=224, patch_size=16, **_LARGE), kw)
+
+
+# The community Paddle notebook's CIFAR model: ViT-B dims on 32x32 with 3x3 patches
+# (a 10x10 grid, so the last 2 pixel rows and columns are never seen), no qkv bias, eps 1e-5.
+_CIFAR_SEED = dict(img_size=32, qkv_bias=False, epsilon=1e-5)
+
+
+@register_model
+def vit_base_patch3_32(**kw):
+    return _vit(dict(patch_size=3, **_BASE, **_CIFAR_SEED), kw)
+
+
+# Same, with 4x4 patches: an 8x8 grid that sees every pixel.
+@register_model
+def vit_base_patch4_32(**kw):
+    return _vit(dict(patch_size=4, **_BASE, **_CIFAR_SEED), kw)
+
+
+# A CPU-sized CIFAR model for quick studies and smoke runs.
+@register_model
+def vit_tiny_patch4_32(**kw):
+    return _vit(dict(patch_size=4, **_TINY, **_CIFAR_SEED), kw)

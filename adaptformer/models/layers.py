@@ -1,0 +1,81 @@
+"""Transformer building blocks shared by the backbones."""
+from __future__ import annotations
+
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+
+class PatchEmbed(nn.Layer):
+    """Image -> sequence of patch embeddings via a strided convolution.
+
+    When img_size is not a multiple of patch_size the last rows/columns are never
+    seen (the community CIFAR model: 32 px with patch 3 covers 30 px).
+    """
+
+    def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3, embed_dim: int = 768):
+        super().__init__()
+        self.img_size = img_size
+        self.patch_size = patch_size
+        self.grid_size = img_size // patch_size
+        self.num_patches = self.grid_size * self.grid_size
+        self.proj = nn.Conv2D(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x):
+        if x.shape[2] != self.img_size or x.shape[3] != self.img_size:
+            raise ValueError(
+                f"input is {x.shape[2]}x{x.shape[3]} pixels but the model expects {self.img_size}x{self.img_size}"
+            )
+        return self.proj(x).flatten(2).transpose([0, 2, 1])
+
+
+class Attention(nn.Layer):
+    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True, attn_drop: float = 0.0, proj_drop: float = 0.0):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"embed_dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim**-0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias_attr=None if qkv_bias else False)
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape([b, n, 3, self.num_heads, self.head_dim]).transpose([2, 0, 3, 1, 4])
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        attn = F.softmax(paddle.matmul(q, k, transpose_y=True) * self.scale, axis=-1)
+        x = paddle.matmul(self.attn_drop(attn), v).transpose([0, 2, 1, 3]).reshape([b, n, c])
+        return self.proj_drop(self.proj(x))
+
+
+class Mlp(nn.Layer):
+    def __init__(self, dim: int, hidden_dim: int, drop: float = 0.0):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x):
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class DropPath(nn.Layer):
+    """Stochastic depth: drops the whole residual branch per sample while training."""
+
+    def __init__(self, drop_prob: float = 0.0):
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x):
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.drop_prob
+        mask = paddle.floor(keep + paddle.rand([x.shape[0]] + [1] * (x.ndim - 1), dtype=x.dtype))
+        return x / keep * mask
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob}"

@@ -1,0 +1,156 @@
+"""Vision Transformer with an optional AdaptFormer module in every block.
+
+Parameter names follow timm / PaddleClas (patch_embed.proj, cls_token, pos_embed,
+blocks.N.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}, norm, head), so their
+checkpoints map onto this model key for key.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+
+from .adapter import AdaptFormerAdapter
+from .layers import Attention, DropPath, Mlp, PatchEmbed
+
+_trunc_normal = nn.initializer.TruncatedNormal(std=0.02)
+_zeros = nn.initializer.Constant(0.0)
+_ones = nn.initializer.Constant(1.0)
+
+
+class Block(nn.Layer):
+    """Pre-norm Transformer block. With an adapter (official AdaptFormer wiring):
+
+        x   = x + DropPath(Attn(LN1(x)))
+        out = x + DropPath(MLP(LN2(x))) + s * Up(Dropout(ReLU(Down(x))))     (parallel)
+        out = x + h + s * Up(...(h)),  h = DropPath(MLP(LN2(x)))              (sequential)
+
+    The adapter branch gets no DropPath. `adapter_input='ln2'` feeds LN2(x) to a
+    parallel adapter, as the community Paddle notebook did.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        epsilon: float = 1e-6,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+    ):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, epsilon=epsilon)
+        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop)
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = nn.LayerNorm(dim, epsilon=epsilon)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
+        self.adapter: Optional[AdaptFormerAdapter] = None
+
+    def forward(self, x):
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        normed = self.norm2(x)
+        h = self.drop_path(self.mlp(normed))
+        if self.adapter is None:
+            return x + h
+        if self.adapter.position == "sequential":
+            return x + h + self.adapter(h)
+        return x + h + self.adapter(normed if self.adapter.adapter_input == "ln2" else x)
+
+
+class VisionTransformer(nn.Layer):
+    def __init__(
+        self,
+        img_size: int = 224,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        epsilon: float = 1e-6,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        global_pool: str = "token",
+    ):
+        super().__init__()
+        if global_pool not in ("token", "avg"):
+            raise ValueError(f"global_pool must be 'token' or 'avg', got {global_pool!r}")
+        self.num_classes = num_classes
+        self.embed_dim = self.num_features = embed_dim
+        self.global_pool = global_pool
+        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
+        self.cls_token = self.create_parameter([1, 1, embed_dim], default_initializer=_zeros)
+        self.pos_embed = self.create_parameter(
+            [1, self.patch_embed.num_patches + 1, embed_dim], default_initializer=_trunc_normal
+        )
+        self.pos_drop = nn.Dropout(drop_rate)
+        rates = np.linspace(0.0, drop_path_rate, depth).tolist()
+        self.blocks = nn.LayerList(
+            [
+                Block(embed_dim, num_heads, mlp_ratio, qkv_bias, epsilon, drop_rate, attn_drop_rate, rates[i])
+                for i in range(depth)
+            ]
+        )
+        # Token pooling reads the final norm; mean pooling uses its own norm (MAE fine-tuning layout).
+        self.norm = nn.LayerNorm(embed_dim, epsilon=epsilon) if global_pool == "token" else nn.Identity()
+        self.fc_norm = nn.LayerNorm(embed_dim, epsilon=epsilon) if global_pool == "avg" else nn.Identity()
+        self.head = nn.Identity()
+        self._epsilon = epsilon
+        self.apply(self._init_weights)
+        self.reset_classifier(num_classes)
+
+    @staticmethod
+    def _init_weights(layer: nn.Layer) -> None:
+        if isinstance(layer, nn.Linear):
+            _trunc_normal(layer.weight)
+            if layer.bias is not None:
+                _zeros(layer.bias)
+        elif isinstance(layer, nn.LayerNorm):
+            _ones(layer.weight)
+            _zeros(layer.bias)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the head with a freshly initialised one (0 = features only)."""
+        self.num_classes = num_classes
+        if num_classes > 0:
+            self.head = nn.Linear(self.embed_dim, num_classes)
+            self._init_weights(self.head)
+        else:
+            self.head = nn.Identity()
+
+    def forward_features(self, x):
+        """All tokens after the last block: [batch, 1 + num_patches, embed_dim]."""
+        x = self.patch_embed(x)
+        cls = self.cls_token.expand([x.shape[0], -1, -1])
+        x = self.pos_drop(paddle.concat([cls, x], axis=1) + self.pos_embed)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+    def forward_head(self, x, pre_logits: bool = False):
+        x = x[:, 1:].mean(axis=1) if self.global_pool == "avg" else x[:, 0]
+        x = self.fc_norm(x)
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x))
+
+    def add_adapters(self, blocks: Optional[Iterable[int]] = None, **adapter_kwargs) -> None:
+        """Insert fresh AdaptFormer modules into the given blocks (default: all),
+        e.g. after loading a pretrained backbone. Zero-initialised up-projections
+        keep the model's output unchanged until training moves them."""
+        indices = list(range(len(self.blocks))) if blocks is None else list(blocks)
+        for i in indices:
+            if not 0 <= i < len(self.blocks):
+                raise ValueError(f"adapter block index {i} is out of range for depth {len(self.blocks)}")
+            if self.blocks[i].adapter is not None:
+                raise ValueError(f"block {i} already has an adapter")
+        for i in indices:
+            self.blocks[i].adapter = AdaptFormerAdapter(self.embed_dim, **adapter_kwargs)

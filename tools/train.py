@@ -1,0 +1,31 @@
+"""Train one run, or a study of chained runs, from a YAML config.
+
+    python tools/train.py -c configs/cifar10_frozen.yaml [-o optimizer.lr=0.05 ...] [--resume]
+    python -m paddle.distributed.launch --nproc_per_node 2 tools/train.py -c CONFIG
+"""
+import argparse
+
+import _cli
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-c", "--config", required=True, help="run or study YAML file")
+    parser.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="set a config key, e.g. -o train.epochs=5 (repeatable; values are YAML)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in train.output_dir from its last checkpoint")
+    args = parser.parse_args()
+
+    from adaptformer.config import is_study, load_config
+    from adaptformer.engine import train
+    from adaptformer.study import run_study
+
+    if is_study(args.config):
+        run_study(args.config, args.override, resume=args.resume)
+    else:
+        train(load_config(args.config, args.override), resume=args.resume)
+
+
+if __name__ == "__main__":
+    _cli.run(main)
