@@ -163,17 +163,10 @@ def load_yaml(path: str) -> Dict[str, Any]:
     return data
 
 
-def _merge(base: Dict, top: Dict, origin: Dict[str, str], source: str, prefix: str = "") -> Dict:
+def _merge(base: Dict, top: Dict) -> Dict:
     out = dict(base)
     for k, v in top.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("kwargs", "overrides"):
-            out[k] = _merge(out[k], v, origin, source, key + ".")
-        else:
-            out[k] = v
-            origin[key] = source
-            if isinstance(v, dict):
-                _record_origin(v, origin, source, key + ".")
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
@@ -197,9 +190,9 @@ def _load_with_bases(path: str, origin: Dict[str, str], seen: tuple = ()) -> Dic
     merged: Dict[str, Any] = {}
     for b in bases:
         base_path = os.path.join(os.path.dirname(path), b)
-        merged = _merge(merged, _load_with_bases(base_path, origin, seen + (path,)), origin, "")
+        merged = _merge(merged, _load_with_bases(base_path, origin, seen + (path,)))
     _record_origin(data, origin, path, "")
-    return _merge(merged, data, {}, path)
+    return _merge(merged, data)
 
 
 def parse_override(text: str) -> tuple:

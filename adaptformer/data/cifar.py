@@ -45,7 +45,7 @@ KINDS: Dict[str, CifarKind] = {
 }
 
 _SAMPLE_BYTES = 3 * 32 * 32
-_inspected: Dict[Tuple[str, int, int], List[str]] = {}
+_inspected: Dict[Tuple[str, str, int, int], List[str]] = {}
 
 
 def _text(x: Any) -> str:
@@ -53,7 +53,7 @@ def _text(x: Any) -> str:
 
 
 def _short(e: BaseException) -> str:
-    msg = str(e).strip().splitlines()
+    msg = str(e).strip().rstrip(":").splitlines()
     reason = f"{type(e).__name__}: {msg[0]}" if msg else type(e).__name__
     return reason if len(reason) <= 200 else reason[:197] + "..."
 
@@ -81,7 +81,9 @@ def find_archive(data_cfg) -> Tuple[Optional[str], str]:
     if data_cfg.data_dir is not None:
         path = os.path.join(os.path.expanduser(data_cfg.data_dir), kind.archive)
         if not os.path.isfile(path):
-            raise DataError(f"data.data_dir: {path} not found; the folder must hold the {kind.title} archive {kind.archive}")
+            raise DataError(
+                f"data.data_dir: {path} not found; the folder must hold the {kind.title} archive {kind.archive}"
+            )
         return path, "data.data_dir"
     path = cache_path(kind)
     if os.path.isfile(path):
@@ -94,7 +96,7 @@ def find_archive(data_cfg) -> Tuple[Optional[str], str]:
 def inspect_archive(path: str, kind: CifarKind, source: str) -> List[str]:
     """Check that `path` is the expected archive and return its class names."""
     st = os.stat(path)
-    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    key = (kind.title, os.path.realpath(path), st.st_size, st.st_mtime_ns)
     if key in _inspected:
         return _inspected[key]
     where = f"{path} ({source})"
@@ -171,7 +173,8 @@ def load_cifar(data_cfg, split: str, transform: Optional[Callable] = None) -> pa
         keep = np.flatnonzero(new >= 0)
         if keep.size == 0:
             raise DataError(f"data.classes: no {mode} images of classes {data_cfg.classes} in {path}")
-        ds.data = [(ds.data[i][0], int(new[i])) for i in keep]
+        rows = np.stack([ds.data[i][0] for i in keep])  # a copy, so the dropped classes' batches can be freed
+        ds.data = list(zip(rows, new[keep].tolist()))
     return ds
 
 

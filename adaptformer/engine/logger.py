@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from typing import Dict, List, Optional
 
 from paddle.hapi.progressbar import ProgressBar
@@ -19,6 +20,7 @@ class RunLogger:
         self._writer = None
         self._bar: Optional[ProgressBar] = None
         self._interactive = sys.stdout.isatty()
+        self._epoch_start = 0.0
 
     # ----------------------------------------------------------- console
     def info(self, text: str) -> None:
@@ -28,15 +30,19 @@ class RunLogger:
     def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
         if self.enabled:
             print(f"epoch {epoch}/{epochs}", flush=True)
-            self._bar = ProgressBar(num=steps, verbose=1, name="step")
+            self._bar = ProgressBar(num=steps, verbose=1, name="step") if self._interactive else None
+            self._epoch_start = time.time()
 
     def step(self, step_in_epoch: int, steps: int, values: Dict[str, float]) -> None:
-        if self._bar is None:
+        if not self.enabled:
             return
-        if self._interactive or step_in_epoch % self.log_every == 0 or step_in_epoch == steps:
+        if self._bar is not None:  # a terminal: one bar redrawn in place, with ETA
             self._bar.update(step_in_epoch, list(values.items()))
-            if step_in_epoch == steps:
-                self._bar = None
+        elif step_in_epoch % self.log_every == 0 or step_in_epoch == steps:  # a log file: plain lines
+            per_step = (time.time() - self._epoch_start) / step_in_epoch
+            shown = " ".join(f"{k} {v:.4g}" for k, v in values.items())
+            print(f"  step {step_in_epoch}/{steps} {shown} ({per_step:.2f} s/step, "
+                  f"ETA {per_step * (steps - step_in_epoch):.0f} s)", flush=True)
 
     # ----------------------------------------------------------- VisualDL
     @property

@@ -24,24 +24,21 @@ RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json", LAST, BEST)
 
 def build_model(cfg: Config, load_backbone: bool = True, log=print):
     """Backbone by name -> pretrained weights -> tuning method (inserts modules, freezes)."""
-    # A fresh name scope gives parameters the same internal names on every build,
-    # which optimizer state is keyed by (so a resumed run finds its momentum buffers).
-    with paddle.utils.unique_name.guard():
-        try:
-            model = create_model(cfg.model.name, num_classes=cfg.model.num_classes, **cfg.model.kwargs)
-        except TypeError as e:
-            raise ConfigError(f"model.kwargs: {e}") from None
-        if load_backbone and cfg.model.pretrained:
-            if not os.path.isfile(cfg.model.pretrained):
-                raise ConfigError(
-                    f"model.pretrained: {cfg.model.pretrained} does not exist "
-                    "(train the pretraining config first, or pass -o model.pretrained=PATH)"
-                )
-            log(str(load_pretrained(model, cfg.model.pretrained)))
-        try:
-            apply_method(model, cfg.method)
-        except ValueError as e:
-            raise ConfigError(f"method: {e}") from None
+    try:
+        model = create_model(cfg.model.name, num_classes=cfg.model.num_classes, **cfg.model.kwargs)
+    except TypeError as e:
+        raise ConfigError(f"model.kwargs: {e}") from None
+    if load_backbone and cfg.model.pretrained:
+        if not os.path.isfile(cfg.model.pretrained):
+            raise ConfigError(
+                f"model.pretrained: {cfg.model.pretrained} does not exist "
+                "(train the pretraining config first, or pass -o model.pretrained=PATH)"
+            )
+        log(str(load_pretrained(model, cfg.model.pretrained)))
+    try:
+        apply_method(model, cfg.method)
+    except ValueError as e:
+        raise ConfigError(f"method: {e}") from None
     return model
 
 
@@ -85,15 +82,24 @@ def prepare_output_dir(cfg: Config, resume: bool) -> None:
 
 
 def train(cfg: Config, resume: bool = False) -> Dict:
+    # Optimizer state is keyed by Paddle's generated tensor names (linear_3.w_0_velocity_0).
+    # A fresh name scope makes every run generate the same names, so a resumed run
+    # finds its momentum buffers whatever was built before it in this process.
+    with paddle.utils.unique_name.guard():
+        return _train(cfg, resume)
+
+
+def _train(cfg: Config, resume: bool) -> Dict:
     dist.init()
     log = print if dist.is_main() else (lambda *a, **k: None)
-    prepare_output_dir(cfg, resume)
     log(dump(cfg))
     seed_everything(cfg.train.seed)
+    # Everything that can reject the config runs before the output folder is touched.
     model = build_model(cfg, load_backbone=not resume, log=log)
     params = freeze.summary(model)
     log(f"method {cfg.method.name}: {params}")
     train_loader, eval_loader, names = build_loaders(cfg)
+    prepare_output_dir(cfg, resume)
     trainer = Trainer(cfg, model, train_loader, eval_loader, names)
     if resume:
         trainer.resume()

@@ -1,0 +1,50 @@
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+import adaptformer  # noqa: F401  (CPU environment before paddle loads)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+# A ViT small enough that a training step takes milliseconds.
+TINY_MODEL = {"name": "vit_tiny_patch4_32", "kwargs": {"depth": 2, "embed_dim": 32, "num_heads": 2}}
+
+
+def tiny_run_config(tmp_path, name="run", **sections):
+    """Write a complete, fast run config (synthetic data unless overridden) and return its path."""
+    cfg = {
+        "model": {**TINY_MODEL, "num_classes": 4},
+        "method": {"name": "adaptformer", "bottleneck": 4, "dropout": 0.0},
+        "data": {
+            "dataset": "synthetic",
+            "synthetic_train_size": 64,
+            "synthetic_eval_size": 24,
+            "synthetic_num_classes": 4,
+            "batch_size": 16,
+            "num_workers": 0,
+        },
+        "optimizer": {"name": "momentum", "lr": 0.05},
+        "scheduler": {"name": "cosine", "warmup_steps": 2},
+        "train": {"epochs": 2, "output_dir": str(tmp_path / name / "out"), "log_every": 2},
+    }
+    for section, values in sections.items():
+        # A method section replaces the default one: adapter keys are invalid for other methods.
+        cfg[section] = values if section == "method" else {**cfg.get(section, {}), **values}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+def run_tool(args, cwd=ROOT, timeout=600):
+    """Run a command the way a user would; returns the CompletedProcess."""
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    return lambda name="run", **sections: tiny_run_config(tmp_path, name, **sections)

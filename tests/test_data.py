@@ -1,0 +1,408 @@
+"""adaptformer.data: CIFAR archives generated into tmp_path, transforms, synthetic set."""
+from __future__ import annotations
+
+import io
+import os
+import random
+import sys
+
+import numpy as np
+import paddle
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from cifar_archive import class_colour, names, write_cifar_archive  # noqa: E402
+
+from adaptformer.config import AugmentConfig, DataConfig  # noqa: E402
+from adaptformer.data import DataError, build_dataset, class_names, num_classes  # noqa: E402
+from adaptformer.data.synthetic import SyntheticImages, class_pattern  # noqa: E402
+from adaptformer.data.transforms import RandomApply, build_transforms  # noqa: E402
+
+NO_AUG = AugmentConfig(random_crop_padding=0, hflip=0.0, color_jitter_p=0.0, rotation=0.0)
+RAW = dict(mean=[0.0, 0.0, 0.0], std=[1.0, 1.0, 1.0], augment=NO_AUG)
+
+
+@pytest.fixture(scope="module")
+def c10(tmp_path_factory) -> str:
+    return write_cifar_archive(str(tmp_path_factory.mktemp("c10") / "c10.tar.gz"), "cifar10", 3, 2)
+
+
+@pytest.fixture(scope="module")
+def c100(tmp_path_factory) -> str:
+    return write_cifar_archive(str(tmp_path_factory.mktemp("c100") / "c100.tar.gz"), "cifar100", 1, 1)
+
+
+@pytest.fixture
+def no_cache(tmp_path, monkeypatch) -> str:
+    """Point Paddle's dataset cache at an empty folder and forbid real downloads."""
+    home = tmp_path / "paddle_home"
+    home.mkdir()
+    monkeypatch.setattr(paddle.dataset.common, "DATA_HOME", str(home))
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the test tried to download")
+
+    monkeypatch.setattr(paddle.dataset.common, "download", no_network)
+    return str(home)
+
+
+def labels_of(ds) -> np.ndarray:
+    return np.array([int(ds[i][1]) for i in range(len(ds))])
+
+
+# --------------------------------------------------------------------------- CIFAR loading
+
+
+def test_cifar10_loads_from_generated_archive(c10):
+    cfg = DataConfig(dataset="cifar10", data_file=c10)
+    train, ev = build_dataset(cfg, "train"), build_dataset(cfg, "eval")
+    assert (len(train), len(ev)) == (30, 20)
+    img, label = ev[0]
+    assert isinstance(img, paddle.Tensor) and list(img.shape) == [3, 32, 32]
+    assert img.dtype == paddle.float32
+    assert np.asarray(label).dtype == np.int64
+    assert np.bincount(labels_of(train), minlength=10).tolist() == [3] * 10
+    assert np.bincount(labels_of(ev), minlength=10).tolist() == [2] * 10
+    lo = (0 - np.array(cfg.mean)) / np.array(cfg.std)
+    hi = (1 - np.array(cfg.mean)) / np.array(cfg.std)
+    x = np.stack([ev[i][0].numpy() for i in range(len(ev))])
+    assert (x.min(axis=(0, 2, 3)) >= lo - 1e-5).all() and (x.max(axis=(0, 2, 3)) <= hi + 1e-5).all()
+    assert x.std() > 0.5  # normalised, not left in [0, 1]
+    assert class_names(cfg) == names("cifar10")
+    assert num_classes(cfg) == 10
+
+
+def test_pixels_decode_in_rgb_plane_order(c10):
+    ev = build_dataset(DataConfig(data_file=c10, **RAW), "eval")
+    for i in range(len(ev)):
+        img, label = ev[i]
+        mean_rgb = img.numpy().mean(axis=(1, 2)) * 255
+        assert np.abs(mean_rgb - class_colour(int(label))).max() < 3
+
+
+def test_cifar100_loads_with_fine_labels_and_names(c100):
+    cfg = DataConfig(dataset="cifar100", data_file=c100, **RAW)
+    train, ev = build_dataset(cfg, "train"), build_dataset(cfg, "eval")
+    assert (len(train), len(ev)) == (100, 100)
+    assert sorted(labels_of(ev).tolist()) == list(range(100))
+    img, label = train[5]
+    assert np.abs(img.numpy().mean(axis=(1, 2)) * 255 - class_colour(int(label))).max() < 3
+    assert class_names(cfg) == names("cifar100")
+    assert num_classes(cfg) == 100
+
+
+def test_data_dir_resolution(tmp_path, c10):
+    folder = tmp_path / "cifar"
+    folder.mkdir()
+    os.symlink(c10, folder / "cifar-10-python.tar.gz")
+    assert len(build_dataset(DataConfig(data_dir=str(folder)), "eval")) == 20
+    with pytest.raises(DataError) as e:
+        build_dataset(DataConfig(dataset="cifar100", data_dir=str(folder)), "eval")
+    assert "data.data_dir" in str(e.value) and str(folder / "cifar-100-python.tar.gz") in str(e.value)
+
+
+def test_data_file_wins_over_data_dir(tmp_path, c10):
+    cfg = DataConfig(data_file=c10, data_dir=str(tmp_path / "nowhere"))
+    assert len(build_dataset(cfg, "eval")) == 20
+
+
+def test_missing_data_file_names_key_and_path(tmp_path):
+    missing = str(tmp_path / "absent.tar.gz")
+    with pytest.raises(DataError) as e:
+        build_dataset(DataConfig(data_file=missing), "train")
+    msg = str(e.value)
+    assert "data.data_file" in msg and missing in msg and "\n" not in msg
+    with pytest.raises(DataError, match="directory"):
+        build_dataset(DataConfig(data_file=str(tmp_path)), "train")
+
+
+def test_paddle_cache_is_used(no_cache, c10):
+    os.makedirs(os.path.join(no_cache, "cifar"))
+    os.symlink(c10, os.path.join(no_cache, "cifar", "cifar-10-python.tar.gz"))
+    assert len(build_dataset(DataConfig(download=False), "train")) == 30
+
+
+# --------------------------------------------------------------------------- class subsets
+
+
+def test_class_subset_relabels_in_given_order(c10):
+    cfg = DataConfig(data_file=c10, classes=[5, 7, 9], **RAW)
+    train, ev = build_dataset(cfg, "train"), build_dataset(cfg, "eval")
+    assert (len(train), len(ev)) == (9, 6)
+    assert sorted(set(labels_of(train).tolist())) == [0, 1, 2]
+    for i in range(len(train)):
+        img, label = train[i]
+        original = cfg.classes[int(label)]
+        assert np.abs(img.numpy().mean(axis=(1, 2)) * 255 - class_colour(original)).max() < 3
+    all_names = names("cifar10")
+    assert class_names(cfg) == [all_names[5], all_names[7], all_names[9]]
+    assert num_classes(cfg) == 3
+
+
+def test_class_subset_order_matters(c10):
+    a = build_dataset(DataConfig(data_file=c10, classes=[9, 5], **RAW), "eval")
+    img, label = a[0]
+    assert np.abs(img.numpy().mean(axis=(1, 2)) * 255 - class_colour([9, 5][int(label)])).max() < 3
+    assert class_names(DataConfig(data_file=c10, classes=[9, 5])) == ["truck", "dog"]
+
+
+@pytest.mark.parametrize("classes", [[3, 10], [-1], [0, 100]])
+def test_bad_class_id(c10, classes):
+    with pytest.raises(DataError, match=r"data\.classes"):
+        build_dataset(DataConfig(data_file=c10, classes=classes), "train")
+
+
+def test_class_id_valid_for_cifar100_only(c100):
+    assert num_classes(DataConfig(dataset="cifar100", data_file=c100, classes=[99, 10])) == 2
+    with pytest.raises(DataError, match=r"data\.classes"):
+        class_names(DataConfig(dataset="cifar10", data_file=c100, classes=[99]))
+
+
+# --------------------------------------------------------------------------- download / offline
+
+
+def test_download_failure_is_one_line(no_cache, monkeypatch):
+    calls = []
+
+    def offline(*args, **kwargs):
+        calls.append(kwargs)
+        raise RuntimeError("Cannot download https://example.invalid/cifar-10-python.tar.gz within retry limit 3")
+
+    monkeypatch.setattr(paddle.vision.datasets, "Cifar10", offline)
+    with pytest.raises(DataError) as e:
+        build_dataset(DataConfig(download=True), "train")
+    msg = str(e.value)
+    assert calls and calls[0]["download"] is True and calls[0]["data_file"] is None
+    assert "\n" not in msg
+    hint = "CIFAR-10 archive not available offline: pass -o data.data_file=/path/to/cifar-10-python.tar.gz"
+    assert msg.startswith(hint)
+    assert "data.data_dir" in msg and "download failed: RuntimeError: Cannot download" in msg
+
+
+def test_download_off_and_nothing_cached(no_cache, monkeypatch):
+    monkeypatch.setattr(paddle.vision.datasets, "Cifar100", lambda *a, **k: pytest.fail("must not construct"))
+    with pytest.raises(DataError) as e:
+        build_dataset(DataConfig(dataset="cifar100", download=False), "eval")
+    msg = str(e.value)
+    assert "CIFAR-100 archive not available offline" in msg and "data.download is false" in msg
+    assert os.path.join(no_cache, "cifar", "cifar-100-python.tar.gz") in msg and "\n" not in msg
+
+
+def test_download_branch_uses_paddle_result(no_cache, monkeypatch, c10):
+    real = paddle.vision.datasets.Cifar10
+
+    def fake_download(data_file=None, download=True, **kwargs):
+        assert data_file is None and download
+        return real(data_file=c10, download=False, **kwargs)
+
+    monkeypatch.setattr(paddle.vision.datasets, "Cifar10", fake_download)
+    cfg = DataConfig(download=True, classes=[1, 0])
+    assert len(build_dataset(cfg, "eval")) == 4
+
+
+# --------------------------------------------------------------------------- bad archives
+
+
+def test_non_tar_file(tmp_path):
+    bad = tmp_path / "cifar-10-python.tar.gz"
+    bad.write_bytes(b"this is not an archive" * 10)
+    with pytest.raises(DataError) as e:
+        build_dataset(DataConfig(data_file=str(bad)), "train")
+    assert str(bad) in str(e.value) and "CIFAR-10" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_truncated_archive(tmp_path, c10):
+    cut = tmp_path / "cut.tar.gz"
+    data = open(c10, "rb").read()
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="cut.tar.gz"):
+        build_dataset(DataConfig(data_file=str(cut)), "eval")
+
+
+def test_wrong_kind_of_archive(c10, c100):
+    with pytest.raises(DataError, match="this is a CIFAR-100 archive, but data.dataset is CIFAR-10"):
+        build_dataset(DataConfig(dataset="cifar10", data_file=c100), "train")
+    with pytest.raises(DataError, match="this is a CIFAR-10 archive, but data.dataset is CIFAR-100"):
+        build_dataset(DataConfig(dataset="cifar100", data_file=c10), "eval")
+
+
+def test_tar_without_cifar_members(tmp_path):
+    import tarfile
+
+    other = tmp_path / "other.tar.gz"
+    (tmp_path / "hello.txt").write_text("hi")
+    with tarfile.open(other, "w:gz") as tar:
+        tar.add(tmp_path / "hello.txt", arcname="hello.txt")
+    with pytest.raises(DataError, match=r"not a CIFAR-10 archive \(found hello.txt\)"):
+        build_dataset(DataConfig(data_file=str(other)), "train")
+
+
+# --------------------------------------------------------------------------- transforms
+
+
+def test_eval_transform_is_deterministic(c10):
+    ev = build_dataset(DataConfig(data_file=c10), "eval")
+    random.seed(1)
+    np.random.seed(1)
+    a = ev[3][0].numpy()
+    random.seed(2)
+    np.random.seed(2)
+    b = ev[3][0].numpy()
+    assert np.array_equal(a, b)
+
+
+def _augmented(ds, seed: int) -> np.ndarray:
+    random.seed(seed)
+    np.random.seed(seed)
+    return np.stack([ds[i][0].numpy() for i in range(6)])
+
+
+def test_train_augmentation_reproducible_after_reseed(c10):
+    cfg = DataConfig(data_file=c10, augment=AugmentConfig(color_jitter_p=1.0, brightness=0.4, contrast=0.4))
+    train = build_dataset(cfg, "train")
+    first, again, other = _augmented(train, 5), _augmented(train, 5), _augmented(train, 6)
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+    no_aug = DataConfig(data_file=c10, augment=NO_AUG)
+    assert not np.array_equal(first, _augmented(build_dataset(no_aug, "train"), 5))
+
+
+def test_no_augmentation_equals_eval_transform(c10):
+    cfg = DataConfig(data_file=c10, augment=NO_AUG)
+    from PIL import Image
+
+    img = Image.fromarray(np.arange(32 * 32 * 3, dtype=np.uint8).reshape(32, 32, 3))
+    assert np.array_equal(build_transforms(cfg, True)(img).numpy(), build_transforms(cfg, False)(img).numpy())
+
+
+def test_resize_when_img_size_differs(c10):
+    cfg = DataConfig(data_file=c10, img_size=48)
+    random.seed(0)
+    assert list(build_dataset(cfg, "train")[0][0].shape) == [3, 48, 48]
+    assert list(build_dataset(cfg, "eval")[0][0].shape) == [3, 48, 48]
+
+
+def test_random_apply_uses_python_random():
+    hits = []
+    ra = RandomApply([lambda x: hits.append(x) or x + 1], p=0.3)
+    random.seed(0)
+    out = [ra(0) for _ in range(2000)]
+    assert 0.25 < len(hits) / 2000 < 0.35 and set(out) == {0, 1}
+    random.seed(0)
+    assert [ra(0) for _ in range(2000)] == out
+    assert RandomApply([lambda x: x + 1], p=0.0)(0) == 0
+
+
+def test_transform_contains_configured_ops():
+    ops = build_transforms(DataConfig(), True).transforms
+    kinds = [type(t).__name__ for t in ops]
+    assert kinds == ["RandomCrop", "RandomApply", "RandomHorizontalFlip", "RandomRotation", "ToTensor", "Normalize"]
+    assert [type(t).__name__ for t in ops[1].transforms] == ["BrightnessTransform", "ContrastTransform"]
+    assert [type(t).__name__ for t in build_transforms(DataConfig(img_size=64), False).transforms] == [
+        "Resize",
+        "ToTensor",
+        "Normalize",
+    ]
+
+
+@pytest.mark.parametrize("field,value", [("hflip", 1.5), ("color_jitter_p", -0.1), ("rotation", -3.0)])
+def test_bad_augment_value(field, value):
+    aug = AugmentConfig(**{field: value})
+    with pytest.raises(DataError, match=f"data.augment.{field}"):
+        build_transforms(DataConfig(augment=aug), True)
+
+
+def test_custom_train_transform_is_used(c10):
+    ds = build_dataset(DataConfig(data_file=c10), "train", train_transform=lambda img: np.asarray(img))
+    img, _ = ds[0]
+    assert isinstance(img, np.ndarray) and img.shape == (32, 32, 3) and img.dtype == np.uint8
+
+
+def test_dataloader_batches(c10):
+    loader = paddle.io.DataLoader(build_dataset(DataConfig(data_file=c10), "train"), batch_size=8, shuffle=False)
+    x, y = next(iter(loader))
+    assert list(x.shape) == [8, 3, 32, 32] and x.dtype == paddle.float32
+    assert list(y.shape) == [8] and y.dtype == paddle.int64
+
+
+# --------------------------------------------------------------------------- synthetic
+
+
+def test_synthetic_sizes_names_and_determinism():
+    cfg = DataConfig(dataset="synthetic", synthetic_train_size=40, synthetic_eval_size=12, synthetic_num_classes=4)
+    train, ev = build_dataset(cfg, "train"), build_dataset(cfg, "eval")
+    assert (len(train), len(ev)) == (40, 12)
+    assert np.bincount(labels_of(train)).tolist() == [10] * 4
+    assert class_names(cfg) == ["class_0", "class_1", "class_2", "class_3"] and num_classes(cfg) == 4
+    again = build_dataset(cfg, "eval")
+    for i in range(len(ev)):
+        assert np.array_equal(ev[i][0].numpy(), again[i][0].numpy()) and int(ev[i][1]) == int(again[i][1])
+    t0 = build_dataset(cfg, "train")
+    assert np.array_equal(_augmented(train, 3), _augmented(t0, 3))
+    raw_train = SyntheticImages(40, 4, 32, seed=0, transform=None)
+    raw_eval = SyntheticImages(40, 4, 32, seed=1, transform=None)
+    assert not np.array_equal(np.asarray(raw_train.image(0)), np.asarray(raw_eval.image(0)))
+
+
+def test_synthetic_classes_are_separable():
+    def features(ds):
+        x = np.stack([np.asarray(ds.image(i), dtype=np.float32) for i in range(len(ds))])
+        colour = x.mean(axis=(1, 2))
+        vertical = np.abs(np.diff(x, axis=1)).mean(axis=(1, 2, 3))[:, None]
+        horizontal = np.abs(np.diff(x, axis=2)).mean(axis=(1, 2, 3))[:, None]
+        return np.concatenate([colour, vertical, horizontal], axis=1)
+
+    train = SyntheticImages(200, 10, 32, seed=0, transform=None)
+    ev = SyntheticImages(100, 10, 32, seed=1, transform=None)
+    ftr, fev = features(train), features(ev)
+    centroids = np.stack([ftr[train.labels == c].mean(axis=0) for c in range(10)])
+    pred = np.argmin(((fev[:, None, :] - centroids[None]) ** 2).sum(-1), axis=1)
+    assert (pred == ev.labels).mean() > 0.9
+
+
+def test_synthetic_class_subset_keeps_patterns():
+    full = SyntheticImages(30, 6, 16, seed=0, transform=None)
+    sub = SyntheticImages(30, 6, 16, seed=0, transform=None, classes=[4, 1])
+    assert set(sub.labels.tolist()) == {0, 1}
+
+    palette = np.stack([class_pattern(c)[0] for c in range(6)])
+    for ds, patterns in ((sub, [4, 1]), (full, list(range(6)))):
+        for i in range(len(ds)):
+            mean = np.asarray(ds.image(i), dtype=np.float32).mean(axis=(0, 1))
+            nearest = np.argmin(np.abs(palette / palette.mean(1, keepdims=True) - mean / mean.mean()).sum(1))
+            assert nearest == patterns[int(ds.labels[i])]
+    cfg = DataConfig(dataset="synthetic", synthetic_num_classes=6, classes=[4, 1], synthetic_eval_size=8)
+    assert class_names(cfg) == ["class_4", "class_1"] and len(build_dataset(cfg, "eval")) == 8
+    with pytest.raises(DataError, match=r"data\.classes"):
+        build_dataset(DataConfig(dataset="synthetic", synthetic_num_classes=6, classes=[6]), "train")
+
+
+def test_garbage_member_inside_valid_tar(tmp_path, c10):
+    import tarfile
+
+    broken = tmp_path / "broken.tar.gz"
+    with tarfile.open(c10) as src, tarfile.open(broken, "w:gz") as dst:
+        for member in src:
+            payload = src.extractfile(member).read() if member.isfile() else None
+            if member.name.endswith("test_batch"):
+                payload = b"not a pickle"
+                member.size = len(payload)
+            dst.addfile(member, io.BytesIO(payload) if payload is not None else None)
+    assert len(build_dataset(DataConfig(data_file=str(broken)), "train")) == 30
+    with pytest.raises(DataError) as e:
+        build_dataset(DataConfig(data_file=str(broken)), "eval")
+    assert "broken.tar.gz" in str(e.value) and "cannot read the CIFAR-10 test data" in str(e.value)
+
+
+def test_worker_augmentation_follows_numpy_seed(c10):
+    """DataLoader workers reseed `random` from a base seed drawn from numpy in the main process."""
+    train = build_dataset(DataConfig(data_file=c10), "train")
+
+    def first_batch(seed: int) -> np.ndarray:
+        np.random.seed(seed)
+        loader = paddle.io.DataLoader(train, batch_size=10, shuffle=False, num_workers=1)
+        return next(iter(loader))[0].numpy()
+
+    a, b, c = first_batch(0), first_batch(0), first_batch(1)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)

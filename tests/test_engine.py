@@ -1,0 +1,179 @@
+import json
+import os
+import sys
+
+import numpy as np
+import paddle
+import pytest
+
+from adaptformer.config import load_config
+from adaptformer.engine import evaluate, train
+from adaptformer.engine.trainer import BEST, LAST, Trainer
+from conftest import ROOT, run_tool
+
+TRAIN = os.path.join(ROOT, "tools", "train.py")
+EVAL = os.path.join(ROOT, "tools", "eval.py")
+from cifar_archive import write_cifar_archive
+
+
+def records(out):
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def weights(path):
+    state = paddle.load(path)
+    state = state.get("model", state)
+    return {k: np.asarray(v) for k, v in state.items()}
+
+
+def test_training_learns_and_writes_every_output(tiny_config):
+    cfg = load_config(tiny_config(train={"epochs": 3}))
+    summary = train(cfg)
+    out = cfg.train.output_dir
+    recs = records(out)
+    assert [r["epoch"] for r in recs] == [1, 2, 3]
+    assert recs[-1]["train_loss"] < recs[0]["train_loss"]
+    assert summary["best_top1"] > 0.5  # 4 learnable synthetic classes; chance is 0.25
+    assert recs[-1]["eval_num_samples"] == 24
+    for name in ("config.yaml", "summary.json", LAST, BEST):
+        assert os.path.isfile(os.path.join(out, name)), name
+    assert any(f.startswith("vdlrecords") for f in os.listdir(os.path.join(out, "vdl")))
+    assert load_config(os.path.join(out, "config.yaml")) == cfg
+
+
+def test_learning_rate_warms_up_then_decays_per_step(tiny_config):
+    cfg = load_config(tiny_config(scheduler={"name": "cosine", "warmup_steps": 3, "warmup_start_lr": 0.0}))
+    from adaptformer.engine import build_loaders, build_model
+
+    model = build_model(cfg)
+    loader, eval_loader, names = build_loaders(cfg)
+    t = Trainer(cfg, model, loader, eval_loader, names)
+    lrs = []
+    for _ in range(t.steps_per_epoch * cfg.train.epochs):
+        lrs.append(t.optimizer.get_lr())
+        t.scheduler.step()
+    assert lrs[0] == 0.0 and lrs[3] == pytest.approx(0.05)
+    assert lrs[1] < lrs[2] < lrs[3] and lrs[3] > lrs[5] > lrs[-1] > 0
+
+
+def test_resume_reproduces_the_uninterrupted_run_exactly(tiny_config, monkeypatch):
+    sections = dict(train={"epochs": 3}, method={"name": "adaptformer", "bottleneck": 4, "dropout": 0.2})
+    straight = load_config(tiny_config("straight", **sections))
+    train(straight)
+
+    interrupted = load_config(tiny_config("interrupted", **sections))
+    original = Trainer.train_one_epoch
+
+    def crash_in_epoch_3(self, epoch):
+        if epoch == 3:
+            raise KeyboardInterrupt("simulated crash")
+        return original(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_one_epoch", crash_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(interrupted)
+    monkeypatch.setattr(Trainer, "train_one_epoch", original)
+    assert [r["epoch"] for r in records(interrupted.train.output_dir)] == [1, 2]
+    train(interrupted, resume=True)
+
+    a = weights(os.path.join(straight.train.output_dir, LAST))
+    b = weights(os.path.join(interrupted.train.output_dir, LAST))
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in rs]  # noqa: E731
+    assert strip(records(straight.train.output_dir)) == strip(records(interrupted.train.output_dir))
+
+
+def test_resume_refuses_a_changed_config(tiny_config):
+    path = tiny_config(train={"epochs": 1})
+    train(load_config(path))
+    from adaptformer.config import ConfigError
+
+    with pytest.raises(ConfigError, match="another config"):
+        train(load_config(path, ["optimizer.lr=0.5"]), resume=True)
+
+
+def test_cli_train_from_a_real_format_archive_then_eval(tmp_path, tiny_config):
+    archive = write_cifar_archive(str(tmp_path / "cifar-10-python.tar.gz"), "cifar10", train_per_class=6, test_per_class=3)
+    cfg = tiny_config(
+        "cifar",
+        model={"num_classes": 3},
+        data={"dataset": "cifar10", "data_file": archive, "classes": [2, 7, 9]},
+        train={"epochs": 1},
+    )
+    r = run_tool([sys.executable, TRAIN, "-c", cfg, "-o", "optimizer.lr=0.02"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = str(tmp_path / "cifar" / "out")
+    assert records(out)[0]["eval_num_samples"] == 9
+    e = run_tool([sys.executable, EVAL, "--checkpoint", os.path.join(out, BEST)])
+    assert e.returncode == 0, e.stderr[-2000:]
+    result = json.load(open(os.path.join(out, "best_eval.json")))
+    assert result["class_names"] == ["bird", "horse", "truck"]
+    assert np.array(result["confusion_matrix"]).sum() == 9
+    assert result["top1"] == pytest.approx(records(out)[0]["eval_top1"])
+    assert set(result["per_class_accuracy"]) == {"bird", "horse", "truck"}
+
+
+def test_cli_errors_are_one_line(tmp_path, tiny_config):
+    cases = [
+        ([sys.executable, TRAIN, "-c", tiny_config(), "-o", "train.epoch=2"], "unknown key 'train.epoch'"),
+        ([sys.executable, TRAIN, "-c", os.path.join(ROOT, "configs", "cifar10_frozen.yaml")],
+         "model.pretrained: output/cifar100_pretrain/best.pdparams does not exist"),
+        ([sys.executable, TRAIN, "-c", tiny_config(data={"dataset": "cifar10", "data_file": "/no/such.tar.gz"})],
+         "/no/such.tar.gz"),
+        ([sys.executable, EVAL], "no checkpoint at output/cifar10_frozen/best.pdparams"),
+    ]
+    for args, message in cases:
+        r = run_tool(args, cwd=str(tmp_path))
+        assert r.returncode == 2, r.stderr[-2000:]
+        assert message in r.stderr
+        assert "Traceback" not in r.stderr
+        assert len([line for line in r.stderr.splitlines() if line.startswith("error:")]) == 1
+    # A rejected start leaves no output folder behind.
+    assert not os.path.exists(tmp_path / "output" / "cifar10_frozen")
+
+
+def test_study_chains_stages_and_writes_results(tmp_path, tiny_config):
+    pre = tiny_config("pre", method={"name": "full"}, train={"epochs": 1})
+    frozen = tiny_config("frozen", train={"epochs": 1})
+    linear = tiny_config("linear", method={"name": "linear"}, train={"epochs": 1})
+    study = tmp_path / "study.yaml"
+    import yaml
+
+    study.write_text(yaml.safe_dump({"study": {"name": "s", "output_dir": str(tmp_path / "study_out"), "stages": [
+        {"name": "pre", "config": os.path.basename(pre)},
+        {"name": "frozen", "config": os.path.basename(frozen), "pretrained_from": "pre"},
+        {"name": "linear", "config": os.path.basename(linear), "pretrained_from": "pre"},
+    ]}}))
+    r = run_tool([sys.executable, TRAIN, "-c", str(study), "-o", "data.synthetic_train_size=32"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = tmp_path / "study_out"
+    table = (out / "results.md").read_text().splitlines()
+    assert [row.split("|")[1].strip() for row in table[2:]] == ["pre", "frozen", "linear"]
+    assert "loaded" in r.stdout and "shape mismatch" not in r.stdout  # same class count: head loaded too
+    csv_rows = (out / "results.csv").read_text().splitlines()
+    assert csv_rows[0].startswith("stage,method,trainable_params")
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    trainable = {line.split(",")[0]: int(line.split(",")[2]) for line in csv_rows[1:]}
+    assert trainable["linear"] < trainable["frozen"] < trainable["pre"]
+    # --resume skips finished stages.
+    again = run_tool([sys.executable, TRAIN, "-c", str(study), "-o", "data.synthetic_train_size=32", "--resume"])
+    assert again.returncode == 0 and again.stdout.count("already finished") == 3
+
+
+def test_two_process_launch_matches_single_process_eval(tmp_path, tiny_config):
+    cfg = tiny_config("dist", train={"epochs": 2})
+    r = run_tool([sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
+                  "--log_dir", str(tmp_path / "log"), TRAIN, "-c", cfg])
+    logs = "".join(open(os.path.join(tmp_path, "log", f)).read() for f in sorted(os.listdir(tmp_path / "log")))
+    assert r.returncode == 0, logs[-3000:]
+    out = str(tmp_path / "dist" / "out")
+    recs = records(out)
+    assert [x["epoch"] for x in recs] == [1, 2]  # rank 0 alone wrote the records
+    assert all(x["eval_num_samples"] == 24 for x in recs)  # the two shards were summed
+    best = max(recs, key=lambda x: x["eval_top1"])
+    single = evaluate(load_config(os.path.join(out, "config.yaml")), os.path.join(out, BEST))
+    assert single["top1"] == pytest.approx(best["eval_top1"], abs=1e-9)
+    assert {"workerlog.0", "workerlog.1"} <= set(os.listdir(tmp_path / "log"))

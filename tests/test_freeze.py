@@ -1,0 +1,103 @@
+import numpy as np
+import paddle
+import pytest
+
+from adaptformer import freeze
+from adaptformer.config import MethodConfig
+from adaptformer.methods import apply_method
+from adaptformer.models import create_model
+
+
+def tiny(**kw):
+    return create_model("vit_tiny_patch4_32", depth=2, embed_dim=32, num_heads=2, num_classes=3, **kw)
+
+
+def snapshot(model):
+    return {n: p.numpy().copy() for n, p in model.named_parameters()}
+
+
+def train_steps(model, steps=4, lr=0.1):
+    opt = paddle.optimizer.Momentum(lr, parameters=freeze.trainable_parameters(model), weight_decay=1e-3)
+    rng = np.random.default_rng(0)
+    for _ in range(steps):
+        x = paddle.to_tensor(rng.standard_normal((4, 3, 32, 32)).astype("float32"))
+        y = paddle.to_tensor(rng.integers(0, 3, 4))
+        freeze.set_train_mode(model)
+        loss = paddle.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.clear_grad()
+    return opt
+
+
+def test_patterns_match_whole_name_components():
+    m = tiny()
+    m.add_adapters(bottleneck=4)
+    names = freeze.matching_parameters(m, ["adapter"])
+    assert names and all(".adapter." in n for n in names)
+    assert freeze.matching_parameters(m, ["head"]) == ["head.weight", "head.bias"]
+    # "norm" is a whole component: it matches the final norm, not norm1/norm2.
+    assert freeze.matching_parameters(m, ["norm"]) == ["norm.weight", "norm.bias"]
+    assert set(freeze.matching_parameters(m, [r"norm\d?"])) >= {"blocks.0.norm1.weight", "norm.weight"}
+    assert all(n.endswith(".bias") for n in freeze.matching_parameters(m, ["bias"]))
+
+
+def test_pattern_matching_nothing_is_an_error():
+    with pytest.raises(ValueError, match="'adaptor' matches no parameter"):
+        freeze.only_train(tiny(), ["adaptor"])
+
+
+def test_frozen_parameters_stay_bit_identical_and_trainable_ones_move():
+    m = tiny()
+    trainable = set(apply_method(m, MethodConfig(name="adaptformer", bottleneck=4, dropout=0.0)))
+    # The up-projection starts at zero; after a step its gradient reaches the down-projection too.
+    before = snapshot(m)
+    opt = train_steps(m)
+    after = snapshot(m)
+    frozen = [n for n in before if n not in trainable]
+    assert frozen and trainable
+    for n in frozen:
+        np.testing.assert_array_equal(before[n], after[n], err_msg=n)
+    for n in trainable:
+        assert not np.array_equal(before[n], after[n]), f"{n} did not change"
+    # Only trainable parameters carry optimizer state.
+    assert len(opt._parameter_list) == len(trainable)
+    velocity = [k for k in opt.state_dict() if "velocity" in k]
+    assert len(velocity) == len(trainable)
+
+
+def test_linear_and_full_methods():
+    m = tiny()
+    assert apply_method(m, MethodConfig(name="linear")) == ["head.weight", "head.bias"]
+    assert freeze.summary(m).trainable == 32 * 3 + 3
+    m2 = tiny()
+    names = apply_method(m2, MethodConfig(name="full"))
+    assert len(names) == len(m2.parameters()) and freeze.summary(m2).percent == 100.0
+
+
+def test_summary_counts_and_megabytes():
+    m = tiny()
+    m.add_adapters(bottleneck=4, learnable_scale=True)
+    freeze.only_train(m, ["adapter", "head"])
+    s = freeze.summary(m)
+    per_block = (32 * 4 + 4) + (4 * 32 + 32) + 1
+    assert s.trainable == 2 * per_block + 32 * 3 + 3
+    assert s.total == sum(int(p.numel()) for p in m.parameters())
+    assert s.trainable_mb == pytest.approx(s.trainable * 4 / 2**20)
+    assert f"{s.trainable:,}" in str(s)
+
+
+def test_train_mode_keeps_frozen_sublayers_in_eval():
+    m = create_model("vit_tiny_patch4_32", depth=2, embed_dim=32, num_heads=2, num_classes=3,
+                     drop_rate=0.3, attn_drop_rate=0.3)
+    m.add_adapters(bottleneck=4, dropout=0.3)
+    freeze.only_train(m, ["adapter", "head"])
+    freeze.set_train_mode(m)
+    block = m.blocks[0]
+    assert not block.attn.training and not block.attn.attn_drop.training
+    assert not block.mlp.drop.training
+    assert block.adapter.training and block.adapter.dropout.training
+    assert m.head.training
+    freeze.train_all(m)
+    freeze.set_train_mode(m)
+    assert block.attn.attn_drop.training
