@@ -101,3 +101,16 @@ def test_train_mode_keeps_frozen_sublayers_in_eval():
     freeze.train_all(m)
     freeze.set_train_mode(m)
     assert block.attn.attn_drop.training
+
+
+def test_frozen_branches_get_no_dropout_or_stochastic_depth_while_adapters_train():
+    m = create_model("vit_tiny_patch4_32", depth=2, embed_dim=32, num_heads=2, num_classes=3,
+                     drop_rate=0.3, attn_drop_rate=0.3, drop_path_rate=0.9)
+    m.add_adapters(bottleneck=4, dropout=0.0)
+    freeze.only_train(m, ["adapter", "head"])
+    x = paddle.to_tensor(np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype("float32"))
+    freeze.set_train_mode(m)
+    np.testing.assert_array_equal(m(x).numpy(), m(x).numpy())
+    freeze.train_all(m)
+    freeze.set_train_mode(m)  # full fine-tuning: dropout and stochastic depth are back
+    assert np.abs(m(x).numpy() - m(x).numpy()).max() > 1e-4

@@ -1,8 +1,7 @@
 """Optimizer and per-step learning-rate schedule from the config."""
 from __future__ import annotations
 
-import math
-from typing import List, Tuple
+from typing import List
 
 import paddle
 

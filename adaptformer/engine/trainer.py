@@ -102,6 +102,7 @@ class Trainer:
             epoch_time = time.time() - start
             record = {"epoch": epoch, "step": self.global_step, "lr": self.optimizer.get_lr(), "epoch_time_s": epoch_time}
             record.update({f"train_{k}": v for k, v in train_stats.items()})
+            self.logger.scalars({"train/epoch_loss": train_stats["loss"], "train/epoch_top1": train_stats["top1"]}, epoch)
             if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
                 eval_stats = self.evaluate().result()
                 record.update({f"eval_{k}": v for k, v in eval_stats.items()})

@@ -50,10 +50,16 @@ class Block(nn.Layer):
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
         self.adapter: Optional[AdaptFormerAdapter] = None
 
+    def _branch(self, layer: nn.Layer, x):
+        # Stochastic depth follows the branch: a frozen branch kept in eval mode
+        # (freeze.set_train_mode) is never dropped, even while its adapter trains.
+        y = layer(x)
+        return self.drop_path(y) if layer.training else y
+
     def forward(self, x):
-        x = x + self.drop_path(self.attn(self.norm1(x)))
+        x = x + self._branch(self.attn, self.norm1(x))
         normed = self.norm2(x)
-        h = self.drop_path(self.mlp(normed))
+        h = self._branch(self.mlp, normed)
         if self.adapter is None:
             return x + h
         if self.adapter.position == "sequential":
@@ -129,7 +135,9 @@ class VisionTransformer(nn.Layer):
         """All tokens after the last block: [batch, 1 + num_patches, embed_dim]."""
         x = self.patch_embed(x)
         cls = self.cls_token.expand([x.shape[0], -1, -1])
-        x = self.pos_drop(paddle.concat([cls, x], axis=1) + self.pos_embed)
+        x = paddle.concat([cls, x], axis=1) + self.pos_embed
+        if self.patch_embed.training:  # like stochastic depth: off when the embedding is frozen
+            x = self.pos_drop(x)
         for block in self.blocks:
             x = block(x)
         return self.norm(x)
