@@ -29,6 +29,8 @@ class ModelConfig:
     num_classes: int = 10
     # Backbone checkpoint loaded before the tuning method is applied (None = random init).
     pretrained: Optional[str] = None
+    # Start the head afresh even when the checkpoint's head has the right shape (a new task).
+    reset_head: bool = False
     # Any VisionTransformer constructor argument overriding the factory's value.
     kwargs: Dict[str, Any] = field(default_factory=dict)
 

@@ -153,6 +153,7 @@ def test_study_chains_stages_and_writes_results(tmp_path, tiny_config):
     table = (out / "results.md").read_text().splitlines()
     assert [row.split("|")[1].strip() for row in table[2:]] == ["pre", "frozen", "linear"]
     assert "loaded" in r.stdout and "shape mismatch" not in r.stdout  # same class count: head loaded too
+    assert "head re-initialised" not in r.stdout
     csv_rows = (out / "results.csv").read_text().splitlines()
     assert csv_rows[0].startswith("stage,method,trainable_params")
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
@@ -177,3 +178,19 @@ def test_two_process_launch_matches_single_process_eval(tmp_path, tiny_config):
     single = evaluate(load_config(os.path.join(out, "config.yaml")), os.path.join(out, BEST))
     assert single["top1"] == pytest.approx(best["eval_top1"], abs=1e-9)
     assert {"workerlog.0", "workerlog.1"} <= set(os.listdir(tmp_path / "log"))
+
+
+def test_reset_head_starts_a_new_head_on_a_loaded_backbone(tmp_path, tiny_config):
+    from adaptformer.checkpoint import save_state
+    from adaptformer.engine import build_model
+
+    pre = build_model(load_config(tiny_config("pre", method={"name": "full"})))
+    path = str(tmp_path / "pre.pdparams")
+    save_state(pre.state_dict(), path)
+    kept = build_model(load_config(tiny_config("kept", model={"pretrained": path})))
+    fresh = build_model(load_config(tiny_config("fresh", model={"pretrained": path, "reset_head": True})))
+    for m in (kept, fresh):
+        np.testing.assert_array_equal(m.blocks[0].attn.qkv.weight.numpy(), pre.blocks[0].attn.qkv.weight.numpy())
+    np.testing.assert_array_equal(kept.head.weight.numpy(), pre.head.weight.numpy())
+    assert not np.array_equal(fresh.head.weight.numpy(), pre.head.weight.numpy())
+    assert not fresh.head.weight.stop_gradient  # the method ran after the reset: the new head trains

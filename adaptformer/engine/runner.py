@@ -35,6 +35,9 @@ def build_model(cfg: Config, load_backbone: bool = True, log=print):
                 "(train the pretraining config first, or pass -o model.pretrained=PATH)"
             )
         log(str(load_pretrained(model, cfg.model.pretrained)))
+        if cfg.model.reset_head:
+            model.reset_classifier(cfg.model.num_classes)
+            log(f"head re-initialised for {cfg.model.num_classes} classes (model.reset_head)")
     try:
         apply_method(model, cfg.method)
     except ValueError as e:
