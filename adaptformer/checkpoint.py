@@ -101,7 +101,7 @@ def load_pretrained(model: nn.Layer, path: str) -> LoadReport:
         )
     report.unexpected = [k for k in state if k not in model_state]
     report.loaded = list(to_set)
-    model.set_state_dict(to_set)
+    model.set_state_dict({**model_state, **to_set})  # re-initialised keys keep their fresh values
     return report
 
 
