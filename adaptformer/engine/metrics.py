@@ -1,7 +1,7 @@
 """Classification metrics accumulated as counts, so they sum across processes."""
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 
@@ -34,7 +34,7 @@ class ClassificationMeter:
         self.correct_topk = packed[n : n + len(self.topk)]
         self.loss_sum, self.count = float(packed[-2]), float(packed[-1])
 
-    def result(self, class_names: Optional[List[str]] = None) -> Dict:
+    def result(self) -> Dict:
         count = max(self.count, 1.0)
         out = {f"top{k}": float(self.correct_topk[i] / count) for i, k in enumerate(self.topk)}
         out["loss"] = self.loss_sum / count
