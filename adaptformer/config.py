@@ -411,7 +411,7 @@ def to_dict(cfg) -> Dict[str, Any]:
 def save_config(cfg: Config, path: str) -> None:
     from .utils import atomic_write_text
 
-    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    atomic_write_text(path, dump(cfg))
 
 
 def dump(cfg: Config) -> str:

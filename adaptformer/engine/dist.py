@@ -19,15 +19,10 @@ def is_main() -> bool:
     return rank() == 0
 
 
-_initialised = False
-
-
 def init() -> None:
     """Join the process group once when launched with several processes."""
-    global _initialised
-    if world_size() > 1 and not _initialised:
+    if world_size() > 1 and not dist.is_initialized():
         dist.init_parallel_env()
-        _initialised = True
 
 
 def all_reduce_sum(values: np.ndarray) -> np.ndarray:
