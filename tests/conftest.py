@@ -1,4 +1,5 @@
 import os
+import signal
 import subprocess
 import sys
 
@@ -48,3 +49,14 @@ def run_tool(args, cwd=ROOT, timeout=600):
 @pytest.fixture
 def tiny_config(tmp_path):
     return lambda name="run", **sections: tiny_run_config(tmp_path, name, **sections)
+
+
+@pytest.fixture(autouse=True)
+def no_dataloader_workers_in_process():
+    """Paddle's worker DataLoader installs a process-wide SIGCHLD handler that can raise inside any
+    later test; tests that need workers run them in a child process."""
+    before = signal.getsignal(signal.SIGCHLD)
+    yield
+    after = signal.getsignal(signal.SIGCHLD)
+    signal.signal(signal.SIGCHLD, before)
+    assert after == before, "this test started DataLoader workers inside the pytest process"

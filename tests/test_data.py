@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import os
 import random
+import subprocess
 import sys
 
 import numpy as np
@@ -395,14 +396,32 @@ def test_garbage_member_inside_valid_tar(tmp_path, c10):
     assert "broken.tar.gz" in str(e.value) and "cannot read the CIFAR-10 test data" in str(e.value)
 
 
-def test_worker_augmentation_follows_numpy_seed(c10):
-    """DataLoader workers reseed `random` from a base seed drawn from numpy in the main process."""
-    train = build_dataset(DataConfig(data_file=c10), "train")
+WORKER_SEED_SCRIPT = """
+import sys
+import numpy as np
+import paddle
+from adaptformer.config import DataConfig
+from adaptformer.data import build_dataset
 
-    def first_batch(seed: int) -> np.ndarray:
-        np.random.seed(seed)
-        loader = paddle.io.DataLoader(train, batch_size=10, shuffle=False, num_workers=1)
-        return next(iter(loader))[0].numpy()
+train = build_dataset(DataConfig(data_file=sys.argv[1]), "train")
+batches = {}
+for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+    np.random.seed(seed)
+    loader = paddle.io.DataLoader(train, batch_size=10, shuffle=False, num_workers=1)
+    batches[name] = np.concatenate([images.numpy() for images, _ in loader])  # whole epoch: workers end cleanly
+np.savez(sys.argv[2], **batches)
+"""
 
-    a, b, c = first_batch(0), first_batch(0), first_batch(1)
-    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+def test_worker_augmentation_follows_numpy_seed(c10, tmp_path):
+    """DataLoader workers reseed `random` from a base seed drawn from numpy in the main process.
+
+    Runs in its own process: Paddle arms a process-wide SIGCHLD handler for its workers, which must
+    not outlive this test inside the pytest process.
+    """
+    out = tmp_path / "batches.npz"
+    r = subprocess.run([sys.executable, "-c", WORKER_SEED_SCRIPT, c10, str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = np.load(out)
+    assert got["a"].shape == (30, 3, 32, 32)
+    assert np.array_equal(got["a"], got["b"]) and not np.array_equal(got["a"], got["c"])
