@@ -1,6 +1,7 @@
 """AdaptFormer and parameter-efficient fine-tuning of Vision Transformers in PaddlePaddle."""
 import os
 import sys
+import warnings
 
 __version__ = "0.1.0"
 
@@ -21,3 +22,6 @@ def _prefer_fast_mkl_on_amd() -> None:
 
 
 _prefer_fast_mkl_on_amd()
+
+# Paddle warns on every import that ccache (for compiling C++ extensions) is absent; nothing here compiles.
+warnings.filterwarnings("ignore", message="No ccache found")

@@ -31,6 +31,12 @@ class ModelConfig:
     pretrained: Optional[str] = None
     # Start the head afresh even when the checkpoint's head has the right shape (a new task).
     reset_head: bool = False
+    # Name patterns of model tensors the checkpoint may lack (they keep their fresh init); a
+    # missing head is always re-initialised, anything else missing is an error.
+    allow_missing: List[str] = field(default_factory=list)
+    # How a position embedding is moved onto another patch grid (timm's defaults).
+    pos_embed_interpolation: str = "bicubic"  # bicubic | bilinear
+    pos_embed_antialias: bool = True
     # Any VisionTransformer constructor argument overriding the factory's value.
     kwargs: Dict[str, Any] = field(default_factory=dict)
 
@@ -58,13 +64,20 @@ class AugmentConfig:
     brightness: float = 0.1
     contrast: float = 0.1
     rotation: float = 15.0  # degrees; 0 = off
+    # ImageNet-style training crop (MAE / AdaptFormer at 224): RandomResizedCrop(img_size, rrc_scale,
+    # rrc_ratio, bicubic) instead of the resize; needs random_crop_padding: 0.
+    random_resized_crop: bool = False
+    rrc_scale: List[float] = field(default_factory=lambda: [0.08, 1.0])  # fraction of the image area
+    rrc_ratio: List[float] = field(default_factory=lambda: [3.0 / 4.0, 4.0 / 3.0])  # width / height
 
 
 @dataclass
 class DataConfig:
-    dataset: str = "cifar10"  # cifar10 | cifar100 | synthetic
+    dataset: str = "cifar10"  # cifar10 | cifar100 | synthetic | folder (train/<class>/*.jpg, val/<class>/...)
     data_file: Optional[str] = None  # the original python archive (cifar-10-python.tar.gz)
-    data_dir: Optional[str] = None  # a folder holding the archive under its original name
+    # CIFAR: a folder holding the archive under its original name; folder: the root of train/ and eval_split/.
+    data_dir: Optional[str] = None
+    eval_split: str = "val"  # folder only: the evaluation folder under data_dir (val | test)
     download: bool = True  # only when neither data_file nor data_dir is given
     classes: Optional[List[int]] = None  # keep these classes, relabelled 0..k-1 in this order
     img_size: int = 32
@@ -74,6 +87,9 @@ class DataConfig:
     eval_batch_size: Optional[int] = None  # None = batch_size
     num_workers: int = 2
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # Eval crop fraction crop_pct: Resize(int(img_size / crop_pct), bicubic) + CenterCrop(img_size)
+    # (0.875: Resize 256 + CenterCrop 224); None = Resize((img_size, img_size)) as for training.
+    eval_resize_crop: Optional[float] = None
     synthetic_train_size: int = 256
     synthetic_eval_size: int = 64
     synthetic_num_classes: int = 10
@@ -139,10 +155,12 @@ METHODS = ("full", "linear", "adaptformer")
 # Keys of `method:` that only the adaptformer method reads.
 ADAPTER_KEYS = ("bottleneck", "scale", "learnable_scale", "dropout", "position", "adapter_input", "blocks")
 CHOICES = {
+    "model.pos_embed_interpolation": ("bicubic", "bilinear"),
     "method.name": METHODS,
     "method.position": ("parallel", "sequential"),
     "method.adapter_input": ("stream", "ln2"),
-    "data.dataset": ("cifar10", "cifar100", "synthetic"),
+    "data.dataset": ("cifar10", "cifar100", "synthetic", "folder"),
+    "data.eval_split": ("val", "test"),
     "optimizer.name": ("momentum", "sgd", "adamw"),
     "scheduler.name": ("cosine", "constant"),
 }
@@ -359,6 +377,18 @@ def _check_consistency(cfg: Config, origin: Dict[str, str], src: str) -> None:
                 "model.num_classes",
                 f"is {cfg.model.num_classes} but data.classes keeps {len(cfg.data.classes)} classes",
             )
+    aug = cfg.data.augment
+    if aug.random_resized_crop and aug.random_crop_padding != 0:
+        fail(
+            "data.augment.random_crop_padding",
+            f"must be 0 when data.augment.random_resized_crop is true, got {aug.random_crop_padding}",
+        )
+    if len(aug.rrc_scale) != 2 or not 0 < aug.rrc_scale[0] <= aug.rrc_scale[1] <= 1:
+        fail("data.augment.rrc_scale", f"must be [min, max] with 0 < min <= max <= 1, got {aug.rrc_scale}")
+    if len(aug.rrc_ratio) != 2 or not 0 < aug.rrc_ratio[0] <= aug.rrc_ratio[1]:
+        fail("data.augment.rrc_ratio", f"must be [min, max] with 0 < min <= max, got {aug.rrc_ratio}")
+    if cfg.data.eval_resize_crop is not None and not 0 < cfg.data.eval_resize_crop <= 1:
+        fail("data.eval_resize_crop", f"is a crop fraction and must be in (0, 1], got {cfg.data.eval_resize_crop}")
     if cfg.optimizer.lr <= 0:
         fail("optimizer.lr", f"must be > 0, got {cfg.optimizer.lr}")
 
@@ -405,7 +435,11 @@ def load_study(path: str) -> StudyConfig:
 
 
 def to_dict(cfg) -> Dict[str, Any]:
-    return dataclasses.asdict(cfg)
+    data = dataclasses.asdict(cfg)
+    if isinstance(cfg, Config) and cfg.method.name != "adaptformer":
+        # Adapter settings are errors under another method, so a saved config must not carry them.
+        data["method"] = {k: v for k, v in data["method"].items() if k not in ADAPTER_KEYS}
+    return data
 
 
 def save_config(cfg: Config, path: str) -> None:

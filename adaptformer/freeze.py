@@ -19,9 +19,31 @@ def _matcher(pattern: str):
     return re.compile(rf"(?:^|\.)(?:{pattern})(?:\.|$)")
 
 
+def name_matches(name: str, patterns: Iterable[str]) -> bool:
+    """Whether a dotted name matches any pattern, in the sense above."""
+    return any(_matcher(p).search(name) for p in patterns)
+
+
+def _statistics(model: nn.Layer) -> set:
+    # Paddle keeps BatchNorm running statistics as parameters (not buffers); they are
+    # updated by the forward pass and must never be handed to an optimizer.
+    return {
+        id(getattr(layer, name))
+        for layer in model.sublayers(include_self=True)
+        if isinstance(layer, (nn.BatchNorm1D, nn.BatchNorm2D, nn.BatchNorm3D, nn.SyncBatchNorm, nn.BatchNorm))
+        for name in ("_mean", "_variance")
+        if getattr(layer, name, None) is not None
+    }
+
+
+def learnable_parameters(model: nn.Layer) -> dict:
+    """Name -> parameter for every parameter gradients can train (BatchNorm statistics left out)."""
+    stats = _statistics(model)
+    return {n: p for n, p in model.named_parameters() if id(p) not in stats}
+
+
 def matching_parameters(model: nn.Layer, patterns: Iterable[str]) -> List[str]:
-    compiled = [_matcher(p) for p in patterns]
-    return [n for n, _ in model.named_parameters() if any(c.search(n) for c in compiled)]
+    return [n for n in learnable_parameters(model) if name_matches(n, patterns)]
 
 
 def only_train(model: nn.Layer, patterns: Sequence[str]) -> List[str]:
@@ -30,7 +52,7 @@ def only_train(model: nn.Layer, patterns: Sequence[str]) -> List[str]:
     A pattern that matches nothing is an error: a typo must not silently freeze
     what was meant to train.
     """
-    names = dict(model.named_parameters())
+    names = learnable_parameters(model)
     for p in patterns:
         if not matching_parameters(model, [p]):
             raise ValueError(f"trainable pattern {p!r} matches no parameter of {type(model).__name__}")
@@ -41,7 +63,7 @@ def only_train(model: nn.Layer, patterns: Sequence[str]) -> List[str]:
 
 
 def train_all(model: nn.Layer) -> None:
-    for p in model.parameters():
+    for p in learnable_parameters(model).values():
         p.stop_gradient = False
 
 
@@ -55,8 +77,10 @@ def set_train_mode(model: nn.Layer) -> None:
     eval mode: dropout inside a frozen attention or MLP stays off (as VPT keeps
     its frozen encoder in eval), while an adapter's own dropout is active."""
     model.train()
+    stats = _statistics(model)
     for _, layer in model.named_sublayers():
-        params = layer.parameters()
+        params = [p for p in layer.parameters() if id(p) not in stats]
+        # A layer with only statistics (an affine-free BatchNorm head) follows its parent.
         if params and all(p.stop_gradient for p in params):
             layer.eval()  # also every layer below it, e.g. the dropouts of a frozen Mlp
 
@@ -84,7 +108,7 @@ class ParameterSummary:
 
 def summary(model: nn.Layer, verbose: bool = False) -> ParameterSummary:
     total = trainable = 0
-    for n, p in model.named_parameters():
+    for p in learnable_parameters(model).values():
         count = int(p.numel())
         total += count
         if not p.stop_gradient:

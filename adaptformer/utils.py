@@ -28,3 +28,10 @@ def atomic_write_text(path: str, text: str) -> None:
             f.write(text)
 
     atomic_write(path, write)
+
+
+def short_list(items, limit: int = 6) -> str:
+    """'a, b, c ... (+n more)' for error messages and reports."""
+    items = list(items)
+    more = f" ... (+{len(items) - limit} more)" if len(items) > limit else ""
+    return ", ".join(map(str, items[:limit])) + more

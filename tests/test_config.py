@@ -60,8 +60,10 @@ def test_bad_files_and_override_syntax(tmp_path):
         load_config(loop)
 
 
-def test_saved_config_reloads_identically(tmp_path):
-    cfg = load_config(write(tmp_path / "c.yaml", {"train": {"epochs": 4}}), ["optimizer.lr=0.3"])
+@pytest.mark.parametrize("method", ["adaptformer", "full", "linear"])
+def test_saved_config_reloads_identically(tmp_path, method):
+    cfg = load_config(write(tmp_path / "c.yaml", {"train": {"epochs": 4}, "method": {"name": method}}),
+                      ["optimizer.lr=0.3"])
     save_config(cfg, str(tmp_path / "out" / "config.yaml"))
     assert load_config(str(tmp_path / "out" / "config.yaml")) == cfg
 

@@ -6,6 +6,7 @@ import os
 import random
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import paddle
@@ -425,3 +426,307 @@ def test_worker_augmentation_follows_numpy_seed(c10, tmp_path):
     got = np.load(out)
     assert got["a"].shape == (30, 3, 32, 32)
     assert np.array_equal(got["a"], got["b"]) and not np.array_equal(got["a"], got["c"])
+
+
+# --------------------------------------------------------------------------- image folders
+
+from PIL import Image  # noqa: E402
+
+from adaptformer.config import ConfigError, load_config  # noqa: E402
+from adaptformer.data import IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD  # noqa: E402
+from adaptformer.data.transforms import RandomResizedCrop  # noqa: E402
+
+RED, GREEN, BLUE = (200, 30, 30), (30, 200, 30), (30, 30, 200)
+FOLDER_COLOURS = {"ant": RED, "bee": GREEN, "cat": BLUE}
+RRC_AUG = AugmentConfig(random_resized_crop=True, random_crop_padding=0, hflip=0.0, color_jitter_p=0.0, rotation=0.0)
+
+
+def _solid(colour, size) -> Image.Image:
+    return Image.new("RGB", size, colour)
+
+
+def _palette_with_transparency(colour, size) -> Image.Image:
+    img = Image.new("P", size, 1)
+    img.putpalette([0, 0, 0, *colour] + [0] * (256 * 3 - 6))
+    return img
+
+
+def write_image_folder(root) -> str:
+    """train/{ant,bee,cat} with 3/2/2 images and val/ with one per class, in several modes and sizes."""
+    root = str(root)
+    files = {
+        "train/ant/a0.jpg": (_solid(RED, (30, 20)), {"quality": 100}),
+        "train/ant/a1.png": (Image.new("L", (17, 23), 120), {}),  # grayscale
+        "train/ant/sub/a2.png": (Image.new("RGBA", (24, 24), (*RED, 128)), {}),  # nested, with alpha
+        # A palette with a half-transparent entry, stored as bytes (PIL warns converting it straight to RGB).
+        "train/bee/b0.png": (_palette_with_transparency(GREEN, (10, 12)), {"transparency": b"\x00\x80"}),
+        "train/bee/b1.PNG": (_solid(GREEN, (40, 12)), {}),
+        "train/cat/c0.bmp": (_solid(BLUE, (9, 9)), {}),
+        "train/cat/c1.png": (Image.fromarray(np.full((8, 8), 40000, dtype=np.uint16)), {}),  # 16-bit gray
+        "val/ant/v0.png": (_solid(RED, (21, 13)), {}),
+        "val/bee/v1.png": (_solid(GREEN, (13, 21)), {}),
+        "val/cat/v2.png": (_solid(BLUE, (16, 16)), {}),
+    }
+    for rel, (img, kwargs) in files.items():
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        img.save(path, **kwargs)
+    with open(os.path.join(root, "train", "ant", "notes.txt"), "w") as f:
+        f.write("not an image")  # ignored: not an image extension
+    os.makedirs(os.path.join(root, "train", ".cache"))  # ignored: hidden folder, not a class
+    return root
+
+
+@pytest.fixture(scope="module")
+def image_root(tmp_path_factory) -> str:
+    return write_image_folder(tmp_path_factory.mktemp("folder"))
+
+
+@pytest.fixture
+def image_copy(image_root, tmp_path) -> str:
+    """A private copy of the image folder that a test may break."""
+    import shutil
+
+    return shutil.copytree(image_root, str(tmp_path / "images"))
+
+
+def folder_cfg(root, **kwargs) -> DataConfig:
+    return DataConfig(dataset="folder", data_dir=root, **{**RAW, **kwargs})
+
+
+def test_folder_dataset_lengths_labels_and_names(image_root):
+    cfg = folder_cfg(image_root)
+    train, ev = build_dataset(cfg, "train"), build_dataset(cfg, "eval")
+    assert (len(train), len(ev)) == (7, 3)
+    assert labels_of(train).tolist() == [0, 0, 0, 1, 1, 2, 2] and labels_of(ev).tolist() == [0, 1, 2]
+    assert class_names(cfg) == ["ant", "bee", "cat"] and num_classes(cfg) == 3
+    for ds in (train, ev):
+        for i in range(len(ds)):
+            img, label = ds[i]
+            assert list(img.shape) == [3, 32, 32] and img.dtype == paddle.float32  # any size -> img_size
+            assert np.asarray(label).dtype == np.int64 and np.asarray(label).shape == ()
+    x, y = next(iter(paddle.io.DataLoader(ev, batch_size=3, shuffle=False)))
+    assert list(x.shape) == [3, 3, 32, 32] and y.numpy().tolist() == [0, 1, 2]
+
+
+def test_folder_images_are_rgb_whatever_the_file_mode(image_root):
+    train = build_dataset(folder_cfg(image_root), "train", train_transform=lambda img: img)
+    expected = [RED, (120, 120, 120), RED, GREEN, GREEN, BLUE, (155, 155, 155)]  # 40000 // 257 = 155
+    for i, colour in enumerate(expected):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # e.g. PIL's warning for a palette with transparency
+            img, _ = train[i]
+        assert isinstance(img, Image.Image) and img.mode == "RGB"
+        assert np.abs(np.asarray(img, dtype=np.int64).reshape(-1, 3) - colour).max() <= 2, train.samples[i][0]
+    eval_pixels = build_dataset(folder_cfg(image_root), "eval")[1][0].numpy().mean(axis=(1, 2)) * 255
+    assert np.abs(eval_pixels - GREEN).max() < 2
+
+
+def test_folder_class_subset_relabels_in_given_order(image_root):
+    cfg = folder_cfg(image_root, classes=[2, 0])
+    train, ev = build_dataset(cfg, "train"), build_dataset(cfg, "eval")
+    assert (len(train), len(ev)) == (5, 2)
+    assert class_names(cfg) == ["cat", "ant"] and num_classes(cfg) == 2
+    raw = build_dataset(cfg, "train", train_transform=lambda img: img)
+    for i in range(len(raw)):
+        label = raw[i][1]
+        folder = os.path.basename(os.path.dirname(raw.samples[i][0].replace(os.sep + "sub", "")))
+        assert class_names(cfg)[int(label)] == folder
+    assert sorted(labels_of(ev).tolist()) == [0, 1]
+    for i in range(len(ev)):
+        colour = FOLDER_COLOURS[class_names(cfg)[int(ev[i][1])]]
+        assert np.abs(ev[i][0].numpy().mean(axis=(1, 2)) * 255 - colour).max() < 2
+    with pytest.raises(DataError, match=r"data\.classes: ids \[3\] are outside \[0, 3\)"):
+        build_dataset(folder_cfg(image_root, classes=[0, 3]), "train")
+
+
+def test_imagenet_style_transform_ops_and_shapes(image_root):
+    cfg = folder_cfg(image_root, img_size=16, eval_resize_crop=0.875, augment=RRC_AUG)
+    train_ops = build_transforms(cfg, True).transforms
+    eval_ops = build_transforms(cfg, False).transforms
+    assert [type(t).__name__ for t in train_ops] == ["RandomResizedCrop", "ToTensor", "Normalize"]
+    assert isinstance(train_ops[0], paddle.vision.transforms.RandomResizedCrop)
+    assert train_ops[0].interpolation == "bicubic" and tuple(train_ops[0].scale) == (0.08, 1.0)
+    assert train_ops[0].ratio == pytest.approx((0.75, 4 / 3))
+    assert [type(t).__name__ for t in eval_ops] == ["Resize", "CenterCrop", "ToTensor", "Normalize"]
+    assert eval_ops[0].size == 18 and eval_ops[0].interpolation == "bicubic"  # int(16 / 0.875)
+    paper = folder_cfg(image_root, img_size=224, eval_resize_crop=0.875)
+    assert build_transforms(paper, False).transforms[0].size == 256
+    random.seed(0)
+    for split in ("train", "eval"):
+        ds = build_dataset(cfg, split)
+        assert all(list(ds[i][0].shape) == [3, 16, 16] for i in range(len(ds)))
+
+
+def test_eval_resize_crop_is_bicubic_shorter_side_then_centre(image_root):
+    cfg = folder_cfg(image_root, img_size=16, eval_resize_crop=0.875)
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, size=(20, 40, 3), dtype=np.uint8))  # 40 wide, 20 high
+    got = build_transforms(cfg, False)(img).numpy().transpose(1, 2, 0)
+    resized = np.asarray(img.resize((36, 18), Image.BICUBIC))  # shorter side 20 -> 18
+    want = resized[1:17, 10:26] / 255.0
+    assert got.shape == (16, 16, 3) and np.abs(got - want).max() < 1e-6
+
+
+def test_random_resized_crop_draws_only_from_python_random():
+    img = Image.fromarray(np.random.default_rng(1).integers(0, 256, size=(48, 64, 3), dtype=np.uint8))
+    rrc = RandomResizedCrop(12, interpolation="bicubic")
+
+    def crops(py_seed, np_seed):
+        random.seed(py_seed)
+        np.random.seed(np_seed)
+        return np.stack([np.asarray(rrc(img)) for _ in range(8)])
+
+    first = crops(3, 0)
+    assert first.shape == (8, 12, 12, 3)
+    assert np.array_equal(first, crops(3, 1))  # numpy's state does not matter
+    assert not np.array_equal(first, crops(4, 0))
+    random.seed(3)
+    boxes = [rrc.crop_box(img) for _ in range(8)]
+    assert len(set(boxes)) == 8
+
+
+def test_random_resized_crop_boxes_respect_scale_and_ratio():
+    img = Image.new("RGB", (100, 80))
+    rrc = RandomResizedCrop(8, scale=(0.2, 0.5), ratio=(0.5, 2.0))
+    random.seed(0)
+    for _ in range(300):
+        top, left, h, w = rrc.crop_box(img)
+        assert 0 <= top <= 80 - h and 0 <= left <= 100 - w
+        assert 0.2 * 8000 * 0.95 <= h * w <= 0.5 * 8000 * 1.05
+        assert 0.5 * 0.9 <= w / h <= 2.0 * 1.1
+    # No square crop of 90 % of the area fits a 100 x 10 strip: fall back to the centred 10 x 10 square.
+    strip = np.zeros((10, 100, 3), dtype=np.uint8)
+    strip[:, 45:55] = RED
+    out = RandomResizedCrop(4, scale=(0.9, 1.0), ratio=(1.0, 1.0))(Image.fromarray(strip))
+    assert np.array_equal(np.asarray(out).reshape(-1, 3), np.tile(RED, (16, 1)))
+    whole = RandomResizedCrop(10, scale=(1.0, 1.0), ratio=(1.0, 1.0), interpolation="bicubic")
+    square = Image.fromarray(np.random.default_rng(2).integers(0, 256, size=(30, 30, 3), dtype=np.uint8))
+    assert np.array_equal(np.asarray(whole(square)), np.asarray(square.resize((10, 10), Image.BICUBIC)))
+
+
+def test_folder_train_augmentation_reproducible_after_reseed(image_root):
+    cfg = folder_cfg(image_root, img_size=16, augment=AugmentConfig(random_resized_crop=True, random_crop_padding=0))
+    train = build_dataset(cfg, "train")
+    first, again, other = _augmented(train, 5), _augmented(train, 5), _augmented(train, 6)
+    assert np.array_equal(first, again) and not np.array_equal(first, other)
+    random.seed(5)
+    np.random.seed(99)  # only `random` drives the crops
+    assert np.array_equal(first, np.stack([train[i][0].numpy() for i in range(6)]))
+
+
+def test_new_options_off_keep_cifar_pipeline():
+    assert type(build_transforms(DataConfig(), True).transforms[0]).__name__ == "RandomCrop"
+    eval_ops = build_transforms(DataConfig(), False).transforms
+    assert [type(t).__name__ for t in eval_ops] == ["ToTensor", "Normalize"]
+
+
+def test_folder_errors_data_dir(tmp_path, image_root):
+    with pytest.raises(DataError, match=r"^data\.data_dir must be given for data\.dataset folder"):
+        build_dataset(DataConfig(dataset="folder"), "train")
+    missing = str(tmp_path / "nowhere")
+    with pytest.raises(DataError) as e:
+        build_dataset(folder_cfg(missing), "train")
+    assert str(e.value).startswith(f"data.data_dir: {missing} does not exist") and "\n" not in str(e.value)
+    with pytest.raises(DataError, match="is a file, not a folder"):
+        class_names(folder_cfg(os.path.join(image_root, "val", "ant", "v0.png")))
+    with pytest.raises(DataError, match=r"data\.data_file is for the CIFAR archives"):
+        build_dataset(folder_cfg(image_root, data_file="x.tar.gz"), "train")
+
+
+def test_folder_errors_missing_split(image_copy):
+    os.rename(os.path.join(image_copy, "val"), os.path.join(image_copy, "test"))
+    build_dataset(folder_cfg(image_copy), "train")  # the train split alone is fine
+    with pytest.raises(DataError) as e:
+        build_dataset(folder_cfg(image_copy), "eval")
+    msg = str(e.value)
+    assert msg.startswith(f"data.eval_split: {os.path.join(image_copy, 'val')} not found") and "\n" not in msg
+    assert "set data.eval_split: test" in msg
+    assert len(build_dataset(folder_cfg(image_copy, eval_split="test"), "eval")) == 3
+    os.rename(os.path.join(image_copy, "train"), os.path.join(image_copy, "training"))
+    with pytest.raises(DataError, match=rf"^data\.data_dir: {os.path.join(image_copy, 'train')} not found"):
+        class_names(folder_cfg(image_copy))
+
+
+def test_folder_errors_eval_classes_differ(image_copy):
+    os.rename(os.path.join(image_copy, "val", "cat"), os.path.join(image_copy, "val", "dog"))
+    with pytest.raises(DataError) as e:
+        build_dataset(folder_cfg(image_copy), "eval")
+    msg = str(e.value)
+    assert os.path.join(image_copy, "val") in msg and os.path.join(image_copy, "train") in msg
+    assert "only in train: ['cat'], only in val: ['dog']" in msg and "\n" not in msg
+
+
+def test_folder_errors_class_without_images(image_copy):
+    os.makedirs(os.path.join(image_copy, "train", "dog", "empty_sub"))
+    with open(os.path.join(image_copy, "train", "dog", "readme.txt"), "w") as f:
+        f.write("no images here")
+    with pytest.raises(DataError) as e:
+        build_dataset(folder_cfg(image_copy), "train")
+    msg = str(e.value)
+    assert msg.startswith(os.path.join(image_copy, "train", "dog") + ": class folder with no images")
+    assert ".jpg" in msg and "\n" not in msg
+
+
+def test_folder_errors_split_without_any_image(tmp_path):
+    for split in ("train", "val"):
+        os.makedirs(tmp_path / split / "a")
+        os.makedirs(tmp_path / split / "b")
+    with pytest.raises(DataError, match=r"/train/a and 1 more: class folder with no images"):
+        build_dataset(folder_cfg(str(tmp_path)), "train")
+    os.rmdir(tmp_path / "train" / "a")
+    os.rmdir(tmp_path / "train" / "b")
+    with pytest.raises(DataError, match="has no class folders"):
+        build_dataset(folder_cfg(str(tmp_path)), "train")
+
+
+@pytest.mark.parametrize("content", ["garbage", "truncated"])
+def test_folder_errors_unreadable_image_names_the_file(image_copy, content):
+    path = os.path.join(image_copy, "train", "bee", "b2.png")
+    if content == "garbage":
+        data = b"definitely not a png" * 20
+    else:
+        buf = io.BytesIO()
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buf, "PNG")
+        data = buf.getvalue()[: len(buf.getvalue()) // 2]
+    with open(path, "wb") as f:
+        f.write(data)
+    train = build_dataset(folder_cfg(image_copy), "train")  # images are read when loaded, not listed
+    index = [p for p, _ in train.samples].index(path)
+    train[index - 1]
+    with pytest.raises(DataError) as e:
+        train[index]
+    msg = str(e.value)
+    assert msg.startswith(f"{path}: cannot read this image (") and "\n" not in msg
+
+
+def test_imagenet_style_option_errors(tmp_path):
+    with pytest.raises(DataError, match=r"random_crop_padding must be 0 when data\.augment\.random_resized_crop is"):
+        build_transforms(DataConfig(augment=AugmentConfig(random_resized_crop=True)), True)
+    with pytest.raises(DataError, match=r"data\.augment\.rrc_scale must be \[min, max\] with 0 < min <= max <= 1"):
+        build_transforms(DataConfig(augment=AugmentConfig(rrc_scale=[0.5, 0.2])), True)
+    with pytest.raises(DataError, match=r"data\.augment\.rrc_ratio must be \[min, max\] with 0 < min <= max, got"):
+        build_transforms(DataConfig(augment=AugmentConfig(rrc_ratio=[0.0, 1.0])), True)
+    with pytest.raises(DataError, match=r"data\.eval_resize_crop is a crop fraction and must be in \(0, 1\], got 1"):
+        build_transforms(DataConfig(eval_resize_crop=1.5), False)
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  dataset: folder\n  augment:\n    random_resized_crop: true\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: data\.augment\.random_crop_padding must be 0 when"):
+        load_config(str(path))
+    cfg = load_config(str(path), ["data.augment.random_crop_padding=0", "data.eval_resize_crop=0.875"])
+    assert cfg.data.dataset == "folder" and cfg.data.eval_split == "val" and cfg.data.eval_resize_crop == 0.875
+    with pytest.raises(ConfigError, match=r"-o: data\.eval_split must be one of val, test, got 'train'"):
+        load_config(str(path), ["data.augment.random_crop_padding=0", "data.eval_split=train"])
+    with pytest.raises(ConfigError, match=r"-o: data\.eval_resize_crop is a crop fraction"):
+        load_config(str(path), ["data.augment.random_crop_padding=0", "data.eval_resize_crop=0"])
+    with pytest.raises(ConfigError, match=r"-o: data\.augment\.rrc_scale must be \[min, max\]"):
+        load_config(str(path), ["data.augment.random_crop_padding=0", "data.augment.rrc_scale=[0.1]"])
+
+
+def test_normalisation_constants():
+    assert IMAGENET_MEAN == (0.485, 0.456, 0.406) and IMAGENET_STD == (0.229, 0.224, 0.225)
+    assert INCEPTION_MEAN == (0.5, 0.5, 0.5) and INCEPTION_STD == (0.5, 0.5, 0.5)
+    from adaptformer.data import NORMALIZATIONS
+
+    assert NORMALIZATIONS["imagenet"] == (IMAGENET_MEAN, IMAGENET_STD)
+    assert NORMALIZATIONS["inception"] == (INCEPTION_MEAN, INCEPTION_STD)

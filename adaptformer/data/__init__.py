@@ -1,8 +1,9 @@
-"""Datasets driven by `DataConfig`: CIFAR-10/100 archives and a synthetic set.
+"""Datasets driven by `DataConfig`: CIFAR-10/100 archives, image folders and a synthetic set.
 
 `build_dataset(cfg.data, "train" | "eval")` returns a `paddle.io.Dataset` of
 (float32 tensor [3, img_size, img_size], int64 label as a 0-d numpy array).
-"eval" is the archive's test split.
+"eval" is the archive's test split for CIFAR, and the data.eval_split folder
+(val | test) for `data.dataset: folder` (layout in adaptformer/data/folder.py).
 """
 from __future__ import annotations
 
@@ -14,10 +15,30 @@ class DataError(ValueError):
 
 
 from adaptformer.data.cifar import KINDS, cifar_class_names, load_cifar  # noqa: E402
+from adaptformer.data.folder import folder_class_names, load_folder  # noqa: E402
+from adaptformer.data.normalization import (  # noqa: E402
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    INCEPTION_MEAN,
+    INCEPTION_STD,
+    NORMALIZATIONS,
+)
 from adaptformer.data.synthetic import SyntheticImages  # noqa: E402
 from adaptformer.data.transforms import build_transforms  # noqa: E402
 
-__all__ = ["DataError", "build_dataset", "build_transforms", "class_names", "num_classes", "SyntheticImages"]
+__all__ = [
+    "DataError",
+    "build_dataset",
+    "build_transforms",
+    "class_names",
+    "num_classes",
+    "SyntheticImages",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "INCEPTION_MEAN",
+    "INCEPTION_STD",
+    "NORMALIZATIONS",
+]
 
 SPLITS = ("train", "eval")
 SYNTHETIC_SEEDS = {"train": 0, "eval": 1}
@@ -26,8 +47,10 @@ SYNTHETIC_SEEDS = {"train": 0, "eval": 1}
 def _base_num_classes(data_cfg) -> int:
     if data_cfg.dataset == "synthetic":
         return data_cfg.synthetic_num_classes
+    if data_cfg.dataset == "folder":
+        return len(folder_class_names(data_cfg))
     if data_cfg.dataset not in KINDS:
-        raise DataError(f"data.dataset must be one of cifar10, cifar100, synthetic, got {data_cfg.dataset!r}")
+        raise DataError(f"data.dataset must be one of cifar10, cifar100, synthetic, folder, got {data_cfg.dataset!r}")
     return KINDS[data_cfg.dataset].num_classes
 
 
@@ -38,7 +61,8 @@ def _check_classes(data_cfg) -> None:
     n = _base_num_classes(data_cfg)
     bad = [c for c in classes if not isinstance(c, int) or isinstance(c, bool) or not 0 <= c < n]
     if bad:
-        raise DataError(f"data.classes: ids {bad} are outside [0, {n}) for {data_cfg.dataset}")
+        what = f"the class folders of {data_cfg.data_dir}" if data_cfg.dataset == "folder" else data_cfg.dataset
+        raise DataError(f"data.classes: ids {bad} are outside [0, {n}) for {what}")
     if not classes or len(set(classes)) != len(classes):
         raise DataError(f"data.classes must be a non-empty list of distinct class ids, got {classes}")
 
@@ -51,8 +75,12 @@ def num_classes(data_cfg) -> int:
 def class_names(data_cfg) -> List[str]:
     """Class names after subsetting, in label order."""
     _check_classes(data_cfg)
-    n = _base_num_classes(data_cfg)
-    names = [f"class_{i}" for i in range(n)] if data_cfg.dataset == "synthetic" else cifar_class_names(data_cfg)
+    if data_cfg.dataset == "synthetic":
+        names = [f"class_{i}" for i in range(data_cfg.synthetic_num_classes)]
+    elif data_cfg.dataset == "folder":
+        names = folder_class_names(data_cfg)
+    else:
+        names = cifar_class_names(data_cfg)
     return names if data_cfg.classes is None else [names[c] for c in data_cfg.classes]
 
 
@@ -82,4 +110,6 @@ def build_dataset(data_cfg, split: str, train_transform: Optional[Callable[[Any]
             transform=transform,
             classes=data_cfg.classes,
         )
+    if data_cfg.dataset == "folder":
+        return load_folder(data_cfg, split, transform)
     return load_cifar(data_cfg, split, transform)

@@ -1,22 +1,37 @@
 """Image transforms built from `DataConfig` / `AugmentConfig`.
 
+Two recipes:
+- CIFAR (default): Resize((img_size, img_size)) when the images are not already
+  that size, then RandomCrop with padding, colour jitter, flip and rotation.
+- ImageNet-style, for 224-pixel ViT fine-tuning (MAE / AdaptFormer):
+  data.augment.random_resized_crop trains on RandomResizedCrop(img_size,
+  rrc_scale, rrc_ratio, bicubic); data.eval_resize_crop = crop_pct evaluates on
+  Resize(int(img_size / crop_pct), bicubic) of the shorter side, then
+  CenterCrop(img_size) (crop_pct 0.875: Resize 256 + CenterCrop 224).
+
 All randomness comes from Python's `random` module: in dygraph mode Paddle's
 RandomCrop (random.randint), RandomHorizontalFlip (random.random),
 RandomRotation, BrightnessTransform and ContrastTransform (random.uniform) draw
-from it, and so does `RandomApply` below. Seeding `random` (and `numpy.random`,
-from which paddle.io.DataLoader draws each epoch's worker seeds) before an
-epoch therefore makes the augmentation of that epoch reproducible.
+from it, and so do `RandomApply` and `RandomResizedCrop` below (Paddle's own
+RandomResizedCrop draws the crop's area and aspect ratio from numpy.random, so
+it is subclassed here). Seeding `random` (and `numpy.random`, from which
+paddle.io.DataLoader draws each epoch's worker seeds) before an epoch therefore
+makes the augmentation of that epoch reproducible.
 """
 from __future__ import annotations
 
+import math
 import random
-from typing import Any, Callable, List, Sequence
+from typing import Any, Callable, List, Sequence, Tuple
 
+import numpy as np
 import paddle.vision.transforms as T
+import paddle.vision.transforms.functional as F
 
 from adaptformer.data import DataError
 
 CIFAR_SIZE = 32
+BICUBIC = "bicubic"
 
 
 class RandomApply:
@@ -36,6 +51,54 @@ class RandomApply:
         return f"RandomApply(p={self.p}, transforms={self.transforms})"
 
 
+class RandomResizedCrop(T.RandomResizedCrop):
+    """Paddle's RandomResizedCrop, with every random draw taken from Python's `random`.
+
+    A crop covering a uniform fraction in `scale` of the image area, with an
+    aspect ratio (width / height) log-uniform in `ratio`, at a uniform position;
+    after 10 draws that do not fit, the largest centred crop whose aspect ratio
+    is within `ratio`. The crop is resized to `size` with `interpolation`.
+    """
+
+    def crop_box(self, img: Any) -> Tuple[int, int, int, int]:
+        """(top, left, height, width) of the crop for `img`."""
+        if isinstance(img, np.ndarray):
+            height, width = img.shape[:2]
+        else:
+            width, height = img.size
+        log_lo, log_hi = math.log(self.ratio[0]), math.log(self.ratio[1])
+        for _ in range(10):
+            area = width * height * random.uniform(self.scale[0], self.scale[1])
+            aspect = math.exp(random.uniform(log_lo, log_hi))
+            w = round(math.sqrt(area * aspect))
+            h = round(math.sqrt(area / aspect))
+            if 0 < w <= width and 0 < h <= height:
+                return random.randint(0, height - h), random.randint(0, width - w), h, w
+        aspect = width / height
+        if aspect < self.ratio[0]:  # too tall: full width, cut the height
+            w, h = width, round(width / self.ratio[0])
+        elif aspect > self.ratio[1]:  # too wide: full height, cut the width
+            w, h = round(height * self.ratio[1]), height
+        else:
+            w, h = width, height
+        return (height - h) // 2, (width - w) // 2, h, w
+
+    def _apply_image(self, img: Any) -> Any:
+        top, left, h, w = self.crop_box(img)
+        return F.resize(F.crop(img, top, left, h, w), self.size, self.interpolation)
+
+
+def eval_resize_size(img_size: int, crop_pct: float) -> int:
+    """Shorter-side size before the centre crop: int(img_size / crop_pct) (224, 0.875 -> 256)."""
+    return int(img_size / crop_pct)
+
+
+def _check_range(key: str, value: Sequence[float], upper: float) -> None:
+    if len(value) != 2 or not 0 < value[0] <= value[1] <= upper:
+        bound = f" <= {upper:g}" if math.isfinite(upper) else ""
+        raise DataError(f"data.augment.{key} must be [min, max] with 0 < min <= max{bound}, got {list(value)}")
+
+
 def _check(cfg) -> None:
     aug = cfg.augment
     if cfg.img_size < 1:
@@ -52,6 +115,16 @@ def _check(cfg) -> None:
         value = getattr(aug, key)
         if value < 0:
             raise DataError(f"data.augment.{key} must be >= 0 (0 = off), got {value}")
+    _check_range("rrc_scale", aug.rrc_scale, 1.0)
+    _check_range("rrc_ratio", aug.rrc_ratio, math.inf)
+    if aug.random_resized_crop and aug.random_crop_padding != 0:
+        raise DataError(
+            f"data.augment.random_crop_padding must be 0 when data.augment.random_resized_crop is true, "
+            f"got {aug.random_crop_padding}"
+        )
+    crop_pct = cfg.eval_resize_crop
+    if crop_pct is not None and not 0 < crop_pct <= 1:
+        raise DataError(f"data.eval_resize_crop is a crop fraction and must be in (0, 1], got {crop_pct}")
 
 
 def build_transforms(data_cfg, train: bool) -> T.Compose:
@@ -60,7 +133,13 @@ def build_transforms(data_cfg, train: bool) -> T.Compose:
     size = data_cfg.img_size
     aug = data_cfg.augment
     ops: List[Callable[[Any], Any]] = []
-    if size != CIFAR_SIZE:
+    if train and aug.random_resized_crop:
+        crop = RandomResizedCrop(size, scale=tuple(aug.rrc_scale), ratio=tuple(aug.rrc_ratio), interpolation=BICUBIC)
+        ops.append(crop)
+    elif not train and data_cfg.eval_resize_crop is not None:
+        ops.append(T.Resize(eval_resize_size(size, data_cfg.eval_resize_crop), interpolation=BICUBIC))
+        ops.append(T.CenterCrop(size))
+    elif size != CIFAR_SIZE or data_cfg.dataset == "folder":  # folder images come in any size
         ops.append(T.Resize((size, size)))
     if train:
         if aug.random_crop_padding > 0:

@@ -6,16 +6,18 @@ import os
 import shutil
 from typing import Dict, List, Tuple
 
+import numpy as np
 import paddle
 from paddle.io import DataLoader, DistributedBatchSampler, Subset
 
 from .. import freeze
-from ..checkpoint import load_checkpoint, load_pretrained, read_state
+from ..checkpoint import load_checkpoint, read_state
 from ..config import Config, ConfigError, dump, save_config
 from ..data import build_dataset, class_names
 from ..methods import apply_method
 from ..models import create_model
 from ..utils import atomic_write_text
+from ..weights import load_pretrained
 from . import dist
 from .trainer import BEST, LAST, Trainer, evaluate_model, seed_everything
 
@@ -34,7 +36,15 @@ def build_model(cfg: Config, load_backbone: bool = True, log=print):
                 f"model.pretrained: {cfg.model.pretrained} does not exist "
                 "(train the pretraining config first, or pass -o model.pretrained=PATH)"
             )
-        log(str(load_pretrained(model, cfg.model.pretrained)))
+        report = load_pretrained(
+            model,
+            cfg.model.pretrained,
+            allow_missing=cfg.model.allow_missing,
+            pos_embed_interpolation=cfg.model.pos_embed_interpolation,
+            antialias=cfg.model.pos_embed_antialias,
+        )
+        log(str(report))
+        _check_normalization(cfg, report.normalization, log)
         if cfg.model.reset_head:
             model.reset_classifier(cfg.model.num_classes)
             log(f"head re-initialised for {cfg.model.num_classes} classes (model.reset_head)")
@@ -43,6 +53,18 @@ def build_model(cfg: Config, load_backbone: bool = True, log=print):
     except ValueError as e:
         raise ConfigError(f"method: {e}") from None
     return model
+
+
+def _check_normalization(cfg: Config, expected, log) -> None:
+    """A checkpoint that tells its input normalisation is compared with data.mean/std."""
+    if expected is None:
+        return
+    mean, std = expected
+    if not (np.allclose(cfg.data.mean, mean, atol=1e-3) and np.allclose(cfg.data.std, std, atol=1e-3)):
+        log(
+            f"warning: {cfg.model.pretrained} was trained on inputs normalised with mean {list(mean)}, "
+            f"std {list(std)}, but data.mean/std are {cfg.data.mean} / {cfg.data.std}"
+        )
 
 
 def build_loaders(cfg: Config) -> Tuple[DataLoader, DataLoader, List[str]]:

@@ -17,6 +17,7 @@ from .factories import (
 )
 from .registry import create_model, list_models, register_model
 from .vit import Block, VisionTransformer
+from ..weights import load_pretrained  # noqa: E402  (the loader belongs with the models users build)
 
 __all__ = [
     "AdaptFormerAdapter",
@@ -24,6 +25,7 @@ __all__ = [
     "VisionTransformer",
     "create_model",
     "list_models",
+    "load_pretrained",
     "register_model",
     "vit_base_patch3_32",
     "vit_base_patch4_32",

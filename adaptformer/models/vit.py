@@ -84,6 +84,8 @@ class VisionTransformer(nn.Layer):
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         global_pool: str = "token",
+        head_norm: bool = False,
+        head_init_std: float = 0.02,
     ):
         super().__init__()
         if global_pool not in ("token", "avg"):
@@ -108,7 +110,8 @@ class VisionTransformer(nn.Layer):
         self.norm = nn.LayerNorm(embed_dim, epsilon=epsilon) if global_pool == "token" else nn.Identity()
         self.fc_norm = nn.LayerNorm(embed_dim, epsilon=epsilon) if global_pool == "avg" else nn.Identity()
         self.head = nn.Identity()
-        self._epsilon = epsilon
+        self.head_norm = head_norm
+        self.head_init_std = head_init_std
         self.apply(self._init_weights)
         self.reset_classifier(num_classes)
 
@@ -123,13 +126,24 @@ class VisionTransformer(nn.Layer):
             _zeros(layer.bias)
 
     def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head with a freshly initialised one (0 = features only)."""
+        """Replace the head with a freshly initialised one (0 = features only).
+
+        With `head_norm` the head is BatchNorm1D without affine parameters (eps 1e-6)
+        followed by the Linear layer: the MAE linear-probe head that AdaptFormer's
+        image experiments use (parameters head.1.*, statistics head.0._mean/_variance).
+        """
         self.num_classes = num_classes
-        if num_classes > 0:
-            self.head = nn.Linear(self.embed_dim, num_classes)
-            self._init_weights(self.head)
-        else:
+        if num_classes <= 0:
             self.head = nn.Identity()
+            return
+        linear = nn.Linear(self.embed_dim, num_classes)
+        nn.initializer.TruncatedNormal(std=self.head_init_std)(linear.weight)
+        _zeros(linear.bias)
+        if self.head_norm:
+            norm = nn.BatchNorm1D(self.embed_dim, epsilon=1e-6, weight_attr=False, bias_attr=False)
+            self.head = nn.Sequential(norm, linear)
+        else:
+            self.head = linear
 
     def forward_features(self, x):
         """All tokens after the last block: [batch, 1 + num_patches, embed_dim]."""

@@ -1,0 +1,154 @@
+"""Image-folder datasets (`data.dataset: folder`), read by Paddle's DatasetFolder.
+
+Layout under data.data_dir, one folder per class, the same class folders in
+both splits (images may sit in sub-folders of a class folder):
+
+    data_dir/train/<class_name>/*.jpg|jpeg|png|ppm|bmp|pgm|tif|tiff|webp
+    data_dir/val/<class_name>/...     (data.eval_split: val, the default)
+    data_dir/test/<class_name>/...    (only with data.eval_split: test)
+
+Labels are the positions of the class folder names in sorted order (folders
+whose names start with "." are skipped); data.classes picks and relabels them by
+those ids, as for CIFAR, and class_names(cfg) lists them. Every image is loaded
+as an RGB PIL image (grayscale, RGBA, palette and CMYK are converted; the alpha
+channel is dropped; 16-bit images are scaled to 8 bits).
+
+The paper's other image datasets as folders (no download code here):
+- SVHN (train_32x32.mat / test_32x32.mat): write X[:, :, :, i] as a PNG into
+  train|test/<label>/ with label y[i] % 10 (the .mat files store digit 0 as
+  10); the class folders 0..9 then sort as the digits. Use data.eval_split: test.
+- Food-101 (food-101/images/<class>/<id>.jpg): link each line "<class>/<id>"
+  of meta/train.txt to train/<class>/<id>.jpg and of meta/test.txt to
+  test/<class>/<id>.jpg. Use data.eval_split: test.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+from paddle.vision.datasets import DatasetFolder
+from paddle.vision.datasets.folder import IMG_EXTENSIONS
+from PIL import Image
+
+from adaptformer.data import DataError
+from adaptformer.data.cifar import _short
+
+EVAL_SPLITS = ("val", "test")
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+def load_rgb(path: str) -> Image.Image:
+    """The image at `path` as an RGB PIL image; a one-line DataError naming the file if unreadable."""
+    try:
+        with Image.open(path) as img:
+            if img.mode in _SIXTEEN_BIT:
+                img = Image.fromarray((np.asarray(img, dtype=np.uint32) // 257).astype(np.uint8))
+            elif img.mode == "P" and "transparency" in img.info:
+                img = img.convert("RGBA")  # PIL warns when a palette with transparency goes straight to RGB
+            return img.convert("RGB")
+    except Exception as e:
+        fix = "replace or remove it under data.data_dir"
+        raise DataError(f"{path}: cannot read this image ({_short(e)}); {fix}") from None
+
+
+def _root(data_cfg) -> str:
+    if data_cfg.data_dir is None:
+        raise DataError(
+            "data.data_dir must be given for data.dataset folder: a folder holding train/<class_name>/ "
+            f"and {data_cfg.eval_split}/<class_name>/ image folders"
+        )
+    if data_cfg.data_file is not None:
+        raise DataError(
+            f"data.data_file is for the CIFAR archives; data.dataset folder reads data.data_dir, "
+            f"got data.data_file {data_cfg.data_file}"
+        )
+    root = os.path.expanduser(data_cfg.data_dir)
+    if not os.path.isdir(root):
+        what = "is a file, not a folder" if os.path.exists(root) else "does not exist"
+        raise DataError(f"data.data_dir: {root} {what}; expected a folder holding train/ and {data_cfg.eval_split}/")
+    return root
+
+
+def split_dir(data_cfg, split: str) -> str:
+    """The folder of `split` ("train" | "eval") under data.data_dir, checked to exist."""
+    root = _root(data_cfg)
+    if split == "train":
+        key, name = "data.data_dir", "train"
+    else:
+        key, name = "data.eval_split", data_cfg.eval_split
+        if name not in EVAL_SPLITS:
+            raise DataError(f"data.eval_split must be one of {', '.join(EVAL_SPLITS)}, got {name!r}")
+    path = os.path.join(root, name)
+    if not os.path.isdir(path):
+        hint = ""
+        others = [s for s in EVAL_SPLITS if s != name and os.path.isdir(os.path.join(root, s))]
+        if split == "eval" and others:
+            hint = f" (there is {others[0]}/: set data.eval_split: {others[0]})"
+        raise DataError(f"{key}: {path} not found; expected the {split} split as {path}/<class_name>/<images>{hint}")
+    return path
+
+
+def _class_folders(path: str) -> List[str]:
+    return sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
+
+
+def folder_class_names(data_cfg) -> List[str]:
+    """All class names (the train split's class folders, sorted), in label order."""
+    path = split_dir(data_cfg, "train")
+    names = _class_folders(path)
+    if not names:
+        raise DataError(f"data.data_dir: {path} has no class folders; expected {path}/<class_name>/<images>")
+    return names
+
+
+class ClassFolder(DatasetFolder):
+    """Paddle's DatasetFolder over one split: hidden folders are not classes, and
+    labels come as int64 0-d numpy arrays (load_folder sets the RGB loader and
+    applies data.classes)."""
+
+    def _find_classes(self, dir: str) -> Tuple[List[str], Dict[str, int]]:
+        names = _class_folders(dir)
+        return names, {n: i for i, n in enumerate(names)}
+
+    def __getitem__(self, index: int):
+        path, target = self.samples[index]
+        img = self.loader(path)
+        if self.transform is not None:
+            img = self.transform(img)
+        return img, np.array(target, dtype=np.int64)
+
+
+def load_folder(data_cfg, split: str, transform: Optional[Callable[[Any], Any]] = None) -> ClassFolder:
+    """The `split` ("train" | "eval") images of data.data_dir, restricted to
+    data.classes and relabelled 0..k-1 in that order."""
+    names = folder_class_names(data_cfg)
+    path = split_dir(data_cfg, split)
+    if split == "eval":
+        train_path = split_dir(data_cfg, "train")
+        found = _class_folders(path)
+        if found != names:
+            only_train = sorted(set(names) - set(found))
+            only_eval = sorted(set(found) - set(names))
+            raise DataError(
+                f"data.eval_split: {path} and {train_path} must hold the same class folders; "
+                f"only in train: {only_train}, only in {data_cfg.eval_split}: {only_eval}"
+            )
+    extensions = ", ".join(IMG_EXTENSIONS)
+    try:
+        ds = ClassFolder(path, loader=load_rgb, transform=transform)
+        targets = ds.targets
+    except RuntimeError:  # Paddle's "Found 0 directories": no image in any class folder
+        ds, targets = None, []
+    counts = np.bincount(np.asarray(targets, dtype=np.int64), minlength=len(names))
+    empty = [os.path.join(path, n) for n, c in zip(names, counts) if c == 0]
+    if empty:
+        more = f" and {len(empty) - 1} more" if len(empty) > 1 else ""
+        raise DataError(f"{empty[0]}{more}: class folder with no images (looked for {extensions})")
+    if data_cfg.classes is not None:
+        table = {old: new for new, old in enumerate(data_cfg.classes)}
+        ds.samples = [(p, table[t]) for p, t in ds.samples if t in table]
+        ds.targets = [t for _, t in ds.samples]
+        ds.classes = [names[c] for c in data_cfg.classes]
+        ds.class_to_idx = {n: i for i, n in enumerate(ds.classes)}
+    return ds
