@@ -203,3 +203,20 @@ def test_paper_config_trains_only_adapters_and_the_bn_head():
     # 12 AdaptFormer-64 modules with a fixed scale (REFERENCE.md section 1) + Linear(768 -> 100).
     assert s.trainable == 1_189_632 + 76_900
     assert s.total == 85_798_656 + 1_189_632 + 76_900
+
+
+def test_a_malicious_checkpoint_stops_the_tools_with_one_line_and_runs_nothing(tmp_path):
+    import pickle
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    bad = tmp_path / "evil.pdparams"
+    bad.write_bytes(pickle.dumps({"pos_embed": Payload()}, protocol=4))
+    r = run_tool([sys.executable, CONVERT, str(bad), str(tmp_path / "out.pdparams")])
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith(f"error: {bad}: refuses to load global 'posix.system'")
+    assert not marker.exists() and not (tmp_path / "out.pdparams").exists()
