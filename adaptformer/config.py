@@ -42,9 +42,9 @@ class ModelConfig:
 
 
 @dataclass
-class MethodConfig:
-    # full: everything trains; linear: head only; adaptformer: adapters + head.
-    name: str = "adaptformer"
+class AdaptFormerConfig:
+    """AdaptFormer (Chen et al. 2022): s * Up(ReLU(Down(x))) beside (or after) each block's MLP."""
+
     bottleneck: int = 64
     scale: float = 0.1
     learnable_scale: bool = True
@@ -52,8 +52,51 @@ class MethodConfig:
     position: str = "parallel"  # parallel | sequential
     adapter_input: str = "stream"  # stream (official) | ln2 (community notebook)
     blocks: Optional[List[int]] = None  # block indices that get adapters; None = all
+
+
+@dataclass
+class VPTConfig:
+    """Visual prompt tuning (Jia et al. 2022): learnable tokens after the class token."""
+
+    num_tokens: int = 10
+    deep: bool = True  # deep: a fresh set before every block; shallow: before the first only
+    dropout: float = 0.0  # on the prompt tokens
+
+
+@dataclass
+class HoulsbyAdapterConfig:
+    """Adapter (Houlsby et al. 2019, as the ModelScope card uses it): h + Up(GELU(Down(h))) after the MLP."""
+
+    bottleneck: int = 10  # the card's adapter_length
+    blocks: Optional[List[int]] = None
+
+
+@dataclass
+class LoRAConfig:
+    """LoRA (Hu et al. 2021): W x + (alpha / rank) * B A x on chosen projections, B starting at zero."""
+
+    rank: int = 8
+    alpha: float = 8.0
+    targets: List[str] = field(default_factory=lambda: ["q", "v"])  # of q, k, v, proj, fc1, fc2
+    dropout: float = 0.0
+    blocks: Optional[List[int]] = None
+
+
+@dataclass
+class MethodConfig:
+    # One method or several joined by '+', e.g. "adaptformer+vpt" (see adaptformer/methods/).
+    # full: everything trains; linear: the head; the others: their own modules + the head.
+    name: str = "adaptformer"
     # Extra trainable parameter patterns on top of the method's own (see freeze.py).
     trainable: List[str] = field(default_factory=list)
+    adaptformer: AdaptFormerConfig = field(default_factory=AdaptFormerConfig)
+    vpt: VPTConfig = field(default_factory=VPTConfig)
+    adapter: HoulsbyAdapterConfig = field(default_factory=HoulsbyAdapterConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+
+    @property
+    def names(self) -> List[str]:
+        return [n.strip() for n in self.name.split("+")]
 
 
 @dataclass
@@ -151,14 +194,14 @@ class StudyConfig:
     overrides: Dict[str, Any] = field(default_factory=dict)
 
 
-METHODS = ("full", "linear", "adaptformer")
-# Keys of `method:` that only the adaptformer method reads.
-ADAPTER_KEYS = ("bottleneck", "scale", "learnable_scale", "dropout", "position", "adapter_input", "blocks")
+METHODS = ("full", "linear", "adaptformer", "vpt", "adapter", "lora", "bitfit")
+# The `method:` sub-sections; each is read only when its method is chosen.
+METHOD_SECTIONS = ("adaptformer", "vpt", "adapter", "lora")
+LORA_TARGETS = ("q", "k", "v", "proj", "fc1", "fc2")
 CHOICES = {
     "model.pos_embed_interpolation": ("bicubic", "bilinear"),
-    "method.name": METHODS,
-    "method.position": ("parallel", "sequential"),
-    "method.adapter_input": ("stream", "ln2"),
+    "method.adaptformer.position": ("parallel", "sequential"),
+    "method.adaptformer.adapter_input": ("stream", "ln2"),
     "data.dataset": ("cifar10", "cifar100", "synthetic", "folder"),
     "data.eval_split": ("val", "test"),
     "optimizer.name": ("momentum", "sgd", "adamw"),
@@ -349,18 +392,54 @@ def _build(cls, data: Any, origin: Dict[str, str], default_src: str, prefix: str
     return cls(**kwargs)
 
 
+# Methods that cannot be joined with '+': full and linear already say what trains; two
+# methods that both fill a block's adapter slot cannot share it.
+EXCLUSIVE = ("full", "linear")
+CONFLICTS = (("adaptformer", "adapter"),)
+
+
+def _check_method(m: MethodConfig, origin: Dict[str, str], fail) -> None:
+    names = m.names
+    for n in names:
+        if n not in METHODS:
+            fail("method.name", f"has unknown method {n!r} (known: {', '.join(METHODS)}; join several with '+')")
+    if len(set(names)) != len(names):
+        fail("method.name", f"names a method twice: {m.name!r}")
+    if len(names) > 1:
+        for n in EXCLUSIVE:
+            if n in names:
+                fail("method.name", f"{n!r} cannot be combined with other methods, got {m.name!r}")
+        for a, b in CONFLICTS:
+            if a in names and b in names:
+                fail("method.name", f"{a!r} and {b!r} both put a module in each block's adapter slot")
+    for section in METHOD_SECTIONS:
+        if section not in names:
+            for key in origin:
+                if key.startswith(f"method.{section}."):
+                    fail(key, f"is a setting of method {section!r}; method.name is {m.name!r}")
+    positive = {
+        "method.adaptformer.bottleneck": m.adaptformer.bottleneck,
+        "method.vpt.num_tokens": m.vpt.num_tokens,
+        "method.adapter.bottleneck": m.adapter.bottleneck,
+        "method.lora.rank": m.lora.rank,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            fail(key, f"must be >= 1, got {value}")
+    for key, value in (("method.adaptformer.dropout", m.adaptformer.dropout), ("method.vpt.dropout", m.vpt.dropout),
+                       ("method.lora.dropout", m.lora.dropout)):
+        if not 0.0 <= value < 1.0:
+            fail(key, f"must be in [0, 1), got {value}")
+    bad = [t for t in m.lora.targets if t not in LORA_TARGETS]
+    if bad or not m.lora.targets or len(set(m.lora.targets)) != len(m.lora.targets):
+        fail("method.lora.targets", f"must be distinct names from {list(LORA_TARGETS)}, got {m.lora.targets}")
+
+
 def _check_consistency(cfg: Config, origin: Dict[str, str], src: str) -> None:
     def fail(key: str, msg: str):
         raise ConfigError(f"{_where(origin, key, src)}: {key} {msg}")
 
-    if cfg.method.name != "adaptformer":
-        for k in ADAPTER_KEYS:
-            if f"method.{k}" in origin:
-                fail(f"method.{k}", f"is an adaptformer setting; method.name is '{cfg.method.name}'")
-    if cfg.method.bottleneck < 1:
-        fail("method.bottleneck", f"must be >= 1, got {cfg.method.bottleneck}")
-    if not 0.0 <= cfg.method.dropout < 1.0:
-        fail("method.dropout", f"must be in [0, 1), got {cfg.method.dropout}")
+    _check_method(cfg.method, origin, fail)
     if cfg.model.num_classes < 1:
         fail("model.num_classes", f"must be >= 1, got {cfg.model.num_classes}")
     if cfg.train.epochs < 1:
@@ -436,9 +515,10 @@ def load_study(path: str) -> StudyConfig:
 
 def to_dict(cfg) -> Dict[str, Any]:
     data = dataclasses.asdict(cfg)
-    if isinstance(cfg, Config) and cfg.method.name != "adaptformer":
-        # Adapter settings are errors under another method, so a saved config must not carry them.
-        data["method"] = {k: v for k, v in data["method"].items() if k not in ADAPTER_KEYS}
+    if isinstance(cfg, Config):
+        # Settings of methods not chosen are errors, so a saved config must not carry them.
+        chosen = cfg.method.names
+        data["method"] = {k: v for k, v in data["method"].items() if k not in METHOD_SECTIONS or k in chosen}
     return data
 
 

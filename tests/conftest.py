@@ -6,7 +6,10 @@ import sys
 import pytest
 import yaml
 
-import adaptformer  # noqa: F401  (CPU environment before paddle loads)
+import adaptformer  # noqa: F401,I001  (CPU environment before paddle loads)
+import numpy as np
+import paddle
+from adaptformer import freeze
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -19,7 +22,7 @@ def tiny_run_config(tmp_path, name="run", **sections):
     """Write a complete, fast run config (synthetic data unless overridden) and return its path."""
     cfg = {
         "model": {**TINY_MODEL, "num_classes": 4},
-        "method": {"name": "adaptformer", "bottleneck": 4, "dropout": 0.0},
+        "method": {"name": "adaptformer", "adaptformer": {"bottleneck": 4, "dropout": 0.0}},
         "data": {
             "dataset": "synthetic",
             "synthetic_train_size": 64,
@@ -60,3 +63,21 @@ def no_dataloader_workers_in_process():
     after = signal.getsignal(signal.SIGCHLD)
     signal.signal(signal.SIGCHLD, before)
     assert after == before, "this test started DataLoader workers inside the pytest process"
+
+
+def snapshot(model):
+    return {n: p.numpy().copy() for n, p in model.named_parameters()}
+
+
+def train_steps(model, steps=4, lr=0.1):
+    opt = paddle.optimizer.Momentum(lr, parameters=freeze.trainable_parameters(model), weight_decay=1e-3)
+    rng = np.random.default_rng(0)
+    for _ in range(steps):
+        x = paddle.to_tensor(rng.standard_normal((4, 3, 32, 32)).astype("float32"))
+        y = paddle.to_tensor(rng.integers(0, 3, 4))
+        freeze.set_train_mode(model)
+        loss = paddle.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.clear_grad()
+    return opt

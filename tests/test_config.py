@@ -13,10 +13,10 @@ def test_base_inheritance_and_typed_overrides(tmp_path):
     write(tmp_path / "base.yaml", {"optimizer": {"lr": 0.01, "momentum": 0.8}, "train": {"epochs": 3}})
     child = write(tmp_path / "child.yaml", {"_base_": "base.yaml", "optimizer": {"lr": 0.02}})
     cfg = load_config(child, ["train.epochs=7", "data.classes=[1, 2]", "model.num_classes=2",
-                              "method.learnable_scale=false", "optimizer.weight_decay=5e-4"])
+                              "method.adaptformer.learnable_scale=false", "optimizer.weight_decay=5e-4"])
     assert cfg.optimizer.lr == 0.02 and cfg.optimizer.momentum == 0.8  # child wins, base fills in
     assert cfg.train.epochs == 7 and cfg.data.classes == [1, 2]
-    assert cfg.method.learnable_scale is False
+    assert cfg.method.adaptformer.learnable_scale is False
     assert cfg.optimizer.weight_decay == pytest.approx(5e-4)  # YAML 1.1 reads 5e-4 as a string
 
 
@@ -38,12 +38,25 @@ def test_wrong_types_and_choices(tmp_path):
     with pytest.raises(ConfigError, match=r"-o: optimizer\.name must be one of momentum, sgd, adamw, got 'adam'"):
         load_config(write(tmp_path / "d.yaml", {}), ["optimizer.name=adam"])
     with pytest.raises(ConfigError, match="must be true or false"):
-        load_config(write(tmp_path / "e.yaml", {"method": {"learnable_scale": "yes please"}}))
+        load_config(write(tmp_path / "e.yaml", {"method": {"adaptformer": {"learnable_scale": "yes please"}}}))
 
 
 def test_consistency_checks(tmp_path):
-    with pytest.raises(ConfigError, match="method.bottleneck is an adaptformer setting; method.name is 'full'"):
-        load_config(write(tmp_path / "a.yaml", {"method": {"name": "full", "bottleneck": 8}}))
+    with pytest.raises(ConfigError, match="method.adaptformer.bottleneck is a setting of method 'adaptformer'; method.name is 'full'"):
+        load_config(write(tmp_path / "a.yaml", {"method": {"name": "full", "adaptformer": {"bottleneck": 8}}}))
+    bad_methods = {
+        "full+lora": "'full' cannot be combined",
+        "adaptformer+adapter": "both put a module in each block's adapter slot",
+        "adaptformer+prefix": "unknown method 'prefix'",
+        "vpt+vpt": "names a method twice",
+    }
+    for name, message in bad_methods.items():
+        with pytest.raises(ConfigError, match=message):
+            load_config(write(tmp_path / "m.yaml", {"method": {"name": name}}))
+    with pytest.raises(ConfigError, match=r"method.lora.targets must be distinct names from .*got \['q', 'qkv'\]"):
+        load_config(write(tmp_path / "l.yaml", {"method": {"name": "lora", "lora": {"targets": ["q", "qkv"]}}}))
+    with pytest.raises(ConfigError, match="method.vpt.num_tokens must be >= 1, got 0"):
+        load_config(write(tmp_path / "v.yaml", {"method": {"name": "adaptformer+vpt", "vpt": {"num_tokens": 0}}}))
     with pytest.raises(ConfigError, match="model.num_classes is 10 but data.classes keeps 2"):
         load_config(write(tmp_path / "b.yaml", {"data": {"classes": [0, 1]}}))
 

@@ -58,7 +58,7 @@ def test_learning_rate_warms_up_then_decays_per_step(tiny_config):
 
 
 def test_resume_reproduces_the_uninterrupted_run_exactly(tiny_config, monkeypatch):
-    sections = dict(train={"epochs": 3}, method={"name": "adaptformer", "bottleneck": 4, "dropout": 0.2})
+    sections = dict(train={"epochs": 3}, method={"name": "adaptformer", "adaptformer": {"bottleneck": 4, "dropout": 0.2}})
     straight = load_config(tiny_config("straight", **sections))
     train(straight)
 

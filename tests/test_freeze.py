@@ -3,31 +3,14 @@ import paddle
 import pytest
 
 from adaptformer import freeze
-from adaptformer.config import MethodConfig
+from adaptformer.config import AdaptFormerConfig, MethodConfig
 from adaptformer.methods import apply_method
 from adaptformer.models import create_model
+from conftest import snapshot, train_steps
 
 
 def tiny(**kw):
     return create_model("vit_tiny_patch4_32", depth=2, embed_dim=32, num_heads=2, num_classes=3, **kw)
-
-
-def snapshot(model):
-    return {n: p.numpy().copy() for n, p in model.named_parameters()}
-
-
-def train_steps(model, steps=4, lr=0.1):
-    opt = paddle.optimizer.Momentum(lr, parameters=freeze.trainable_parameters(model), weight_decay=1e-3)
-    rng = np.random.default_rng(0)
-    for _ in range(steps):
-        x = paddle.to_tensor(rng.standard_normal((4, 3, 32, 32)).astype("float32"))
-        y = paddle.to_tensor(rng.integers(0, 3, 4))
-        freeze.set_train_mode(model)
-        loss = paddle.nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        opt.clear_grad()
-    return opt
 
 
 def test_patterns_match_whole_name_components():
@@ -49,7 +32,7 @@ def test_pattern_matching_nothing_is_an_error():
 
 def test_frozen_parameters_stay_bit_identical_and_trainable_ones_move():
     m = tiny()
-    trainable = set(apply_method(m, MethodConfig(name="adaptformer", bottleneck=4, dropout=0.0)))
+    trainable = set(apply_method(m, MethodConfig(name="adaptformer", adaptformer=AdaptFormerConfig(bottleneck=4, dropout=0.0))).trainable)
     # The up-projection starts at zero; after a step its gradient reaches the down-projection too.
     before = snapshot(m)
     opt = train_steps(m)
@@ -68,10 +51,10 @@ def test_frozen_parameters_stay_bit_identical_and_trainable_ones_move():
 
 def test_linear_and_full_methods():
     m = tiny()
-    assert apply_method(m, MethodConfig(name="linear")) == ["head.weight", "head.bias"]
+    assert apply_method(m, MethodConfig(name="linear")).trainable == ["head.weight", "head.bias"]
     assert freeze.summary(m).trainable == 32 * 3 + 3
     m2 = tiny()
-    names = apply_method(m2, MethodConfig(name="full"))
+    names = apply_method(m2, MethodConfig(name="full")).trainable
     assert len(names) == len(m2.parameters()) and freeze.summary(m2).percent == 100.0
 
 

@@ -49,7 +49,7 @@ def build_model(cfg: Config, load_backbone: bool = True, log=print):
             model.reset_classifier(cfg.model.num_classes)
             log(f"head re-initialised for {cfg.model.num_classes} classes (model.reset_head)")
     try:
-        apply_method(model, cfg.method)
+        log(str(apply_method(model, cfg.method)))
     except ValueError as e:
         raise ConfigError(f"method: {e}") from None
     return model

@@ -1,5 +1,6 @@
 """The AdaptFormer module (Chen et al., NeurIPS 2022): a bottleneck
-Linear(d->r) -> ReLU -> Dropout -> Linear(r->d), times a scale.
+Linear(d->r) -> ReLU -> Dropout -> Linear(r->d), times a scale. With GELU, a
+scale of 1 and the sequential position it is the Houlsby adapter.
 
 The up-projection starts at zero, so a freshly adapted model computes exactly
 the backbone's function. How the block wires it in (parallel to the MLP, reading
@@ -14,6 +15,8 @@ import paddle.nn as nn
 
 POSITIONS = ("parallel", "sequential")
 INPUTS = ("stream", "ln2")
+# ReLU for AdaptFormer; GELU for the Houlsby adapter (the ModelScope card's variant).
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 
 
 class AdaptFormerAdapter(nn.Layer):
@@ -26,6 +29,7 @@ class AdaptFormerAdapter(nn.Layer):
         dropout: float = 0.1,
         position: str = "parallel",
         adapter_input: str = "stream",
+        activation: str = "relu",
     ):
         super().__init__()
         if position not in POSITIONS:
@@ -44,7 +48,9 @@ class AdaptFormerAdapter(nn.Layer):
             weight_attr=paddle.ParamAttr(initializer=nn.initializer.Uniform(-bound, bound)),
             bias_attr=paddle.ParamAttr(initializer=nn.initializer.Constant(0.0)),
         )
-        self.act = nn.ReLU()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"adapter activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
+        self.act = ACTIVATIONS[activation]()
         self.dropout = nn.Dropout(dropout)
         self.up_proj = nn.Linear(
             bottleneck,

@@ -14,6 +14,7 @@ import paddle.nn as nn
 
 from .adapter import AdaptFormerAdapter
 from .layers import Attention, DropPath, Mlp, PatchEmbed
+from .prompt import PromptTokens
 
 _trunc_normal = nn.initializer.TruncatedNormal(std=0.02)
 _zeros = nn.initializer.Constant(0.0)
@@ -110,6 +111,7 @@ class VisionTransformer(nn.Layer):
         self.norm = nn.LayerNorm(embed_dim, epsilon=epsilon) if global_pool == "token" else nn.Identity()
         self.fc_norm = nn.LayerNorm(embed_dim, epsilon=epsilon) if global_pool == "avg" else nn.Identity()
         self.head = nn.Identity()
+        self.prompt: Optional[PromptTokens] = None
         self.head_norm = head_norm
         self.head_init_std = head_init_std
         self.apply(self._init_weights)
@@ -152,8 +154,12 @@ class VisionTransformer(nn.Layer):
         x = paddle.concat([cls, x], axis=1) + self.pos_embed
         if self.patch_embed.training:  # like stochastic depth: off when the embedding is frozen
             x = self.pos_drop(x)
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks):
+            if self.prompt is not None:
+                x = self.prompt.insert(x, i)
             x = block(x)
+        if self.prompt is not None:
+            x = self.prompt.remove(x)  # features keep the [cls, patches] layout
         return self.norm(x)
 
     def forward_head(self, x, pre_logits: bool = False):
@@ -163,6 +169,14 @@ class VisionTransformer(nn.Layer):
 
     def forward(self, x):
         return self.forward_head(self.forward_features(x))
+
+    def add_prompts(self, num_tokens: int, deep: bool = True, dropout: float = 0.0) -> None:
+        """Visual prompt tuning: learnable tokens after the class token (see prompt.py)."""
+        if self.prompt is not None:
+            raise ValueError("the model already has prompt tokens")
+        self.prompt = PromptTokens(
+            num_tokens, self.embed_dim, len(self.blocks), self.patch_embed.patch_size, deep=deep, dropout=dropout
+        )
 
     def add_adapters(self, blocks: Optional[Iterable[int]] = None, **adapter_kwargs) -> None:
         """Insert fresh AdaptFormer modules into the given blocks (default: all),

@@ -1,0 +1,88 @@
+"""LoRA (Hu et al., ICLR 2022) on a ViT's Linear layers.
+
+`LoRALinear` takes over an `nn.Linear`'s own weight and bias (so parameter names
+such as blocks.0.attn.qkv.weight do not change) and adds low-rank updates,
+(alpha / rank) * B A x, on chosen slices of its output: the fused qkv
+projection gets separate updates for q, k and/or v. B starts at zero, so a
+freshly wrapped layer computes exactly what the Linear did. `merge_lora` folds
+the updates into the weights and gives back plain Linear layers for inference.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, Tuple
+
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+
+class LoRALinear(nn.Layer):
+    def __init__(self, base: nn.Linear, parts: Dict[str, Tuple[int, int]], rank: int, alpha: float, dropout: float = 0.0):
+        super().__init__()
+        in_features, out_features = base.weight.shape
+        self.weight = base.weight
+        self.bias = base.bias
+        self.rank = rank
+        self.scaling = alpha / rank
+        self.parts = dict(sorted(parts.items(), key=lambda kv: kv[1][0]))  # output order
+        self.dropout = nn.Dropout(dropout)
+        self.out_features = out_features
+        bound = 1.0 / math.sqrt(in_features)  # A: Kaiming-uniform with a = sqrt(5), as nn.Linear's default
+        for name, (start, stop) in self.parts.items():
+            if not 0 <= start < stop <= out_features:
+                raise ValueError(f"LoRA part {name} [{start}, {stop}) is outside the {out_features} outputs")
+            a = self.create_parameter([in_features, rank], default_initializer=nn.initializer.Uniform(-bound, bound))
+            b = self.create_parameter([rank, stop - start], default_initializer=nn.initializer.Constant(0.0))
+            self.add_parameter(f"lora_{name}_A", a)
+            self.add_parameter(f"lora_{name}_B", b)
+
+    def delta_weight(self):
+        """The [in, out] update the low-rank factors add to the weight."""
+        cols, end = [], 0
+        in_features = self.weight.shape[0]
+        for name, (start, stop) in self.parts.items():
+            if start > end:
+                cols.append(paddle.zeros([in_features, start - end], dtype=self.weight.dtype))
+            cols.append(getattr(self, f"lora_{name}_A") @ getattr(self, f"lora_{name}_B") * self.scaling)
+            end = stop
+        if end < self.out_features:
+            cols.append(paddle.zeros([in_features, self.out_features - end], dtype=self.weight.dtype))
+        return paddle.concat(cols, axis=1)
+
+    def forward(self, x):
+        y = F.linear(x, self.weight, self.bias)
+        h = self.dropout(x)
+        pieces, end = [], 0
+        for name, (start, stop) in self.parts.items():
+            if start > end:
+                pieces.append(paddle.zeros([*h.shape[:-1], start - end], dtype=y.dtype))
+            pieces.append((h @ getattr(self, f"lora_{name}_A")) @ getattr(self, f"lora_{name}_B") * self.scaling)
+            end = stop
+        if end < self.out_features:
+            pieces.append(paddle.zeros([*h.shape[:-1], self.out_features - end], dtype=y.dtype))
+        return y + paddle.concat(pieces, axis=-1)
+
+    def extra_repr(self) -> str:
+        return f"parts={list(self.parts)}, rank={self.rank}, scaling={self.scaling:g}"
+
+
+def merge_lora(model: nn.Layer) -> int:
+    """Replace every LoRALinear in `model` by a plain Linear holding W + delta; returns how many.
+
+    Parameter names stay those of the original model, so the result saves and loads as
+    a plain ViT checkpoint."""
+    count = 0
+    for parent in model.sublayers(include_self=True):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, LoRALinear):
+                in_features, out_features = child.weight.shape
+                linear = nn.Linear(in_features, out_features, bias_attr=None if child.bias is not None else False)
+                with paddle.no_grad():
+                    linear.weight.set_value(child.weight + child.delta_weight())
+                    if child.bias is not None:
+                        linear.bias.set_value(child.bias)
+                linear.weight.stop_gradient = child.weight.stop_gradient
+                setattr(parent, name, linear)
+                count += 1
+    return count
