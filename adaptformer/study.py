@@ -29,6 +29,7 @@ COLUMNS = [
     ("best_epoch", "best epoch"),
     ("epochs", "epochs"),
     ("epoch_time_s", "s / epoch"),
+    ("peak_memory_mb", "peak memory MB"),
 ]
 
 
@@ -55,7 +56,7 @@ def run_study(path: str, overrides: Optional[List[str]] = None, resume: bool = F
         records = read_records(os.path.join(out, "metrics.jsonl")) if dist.is_main() else []
         times = [r["epoch_time_s"] for r in records]
         rows.append({"stage": stage.name, **summary, "epoch_time_s": sum(times) / len(times) if times else None,
-                     "records": records})
+                     "records": records, "pretrained_from": stage.pretrained_from})
     if dist.is_main():
         write_results(study.output_dir, rows)
     return rows
@@ -68,6 +69,8 @@ def _fmt(key: str, value) -> str:
         return f"{value:.4f}"
     if key in ("trainable_percent", "trainable_mb", "epoch_time_s"):
         return f"{value:.2f}"
+    if key == "peak_memory_mb":
+        return f"{value:.0f}"
     if key == "trainable_params":
         return f"{value:,}"
     return str(value)
@@ -90,6 +93,7 @@ def write_results(folder: str, rows: List[Dict]) -> None:
         writer.writerow(["" if r.get(k) is None else r.get(k) for k, _ in COLUMNS])
     atomic_write_text(os.path.join(folder, "results.csv"), buf.getvalue())
     plot_curves(rows, os.path.join(folder, "curves.png"))
+    plot_accuracy_vs_parameters(rows, os.path.join(folder, "accuracy_vs_params.png"))
     print(f"results: {os.path.join(folder, 'results.md')}\n{results_markdown(rows)}")
 
 
@@ -111,6 +115,29 @@ def plot_curves(rows: List[Dict], path: str) -> None:
     for ax in (ax_acc, ax_loss):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)
+
+
+def plot_accuracy_vs_parameters(rows: List[Dict], path: str) -> None:
+    """Best eval top-1 against trainable parameters (log scale), one point per stage; when some stages
+    transfer from another, only those (the source stage solved a different task)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    transfers = [r for r in rows if r.get("pretrained_from")] or rows
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, r in enumerate(transfers):
+        ax.scatter(r["trainable_params"], r["best_top1"], s=40)
+        # Alternate label offsets: methods of equal size and accuracy would print over each other.
+        ax.annotate(r["stage"], (r["trainable_params"], r["best_top1"]), textcoords="offset points",
+                    xytext=(6, 5 if i % 2 == 0 else -11), fontsize=8)
+    ax.set_xscale("log")
+    ax.set(xlabel="trainable parameters (log scale)", ylabel="best eval top-1", title="Accuracy against trainable parameters")
+    ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)

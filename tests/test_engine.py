@@ -157,6 +157,9 @@ def test_study_chains_stages_and_writes_results(tmp_path, tiny_config):
     csv_rows = (out / "results.csv").read_text().splitlines()
     assert csv_rows[0].startswith("stage,method,trainable_params")
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "accuracy_vs_params.png").read_bytes()[:4] == b"\x89PNG"
+    assert csv_rows[0].endswith(",peak_memory_mb")
+    assert all(float(line.split(",")[-1]) > 50 for line in csv_rows[1:])  # MB: at least the Python + Paddle process
     trainable = {line.split(",")[0]: int(line.split(",")[2]) for line in csv_rows[1:]}
     assert trainable["linear"] < trainable["frozen"] < trainable["pre"]
     # --resume skips finished stages.

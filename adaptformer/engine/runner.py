@@ -18,7 +18,7 @@ from ..methods import apply_method
 from ..models import create_model
 from ..utils import atomic_write_text
 from ..weights import load_pretrained
-from . import dist
+from . import dist, memory
 from .trainer import BEST, LAST, Trainer, evaluate_model, seed_everything
 
 RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json", LAST, BEST)
@@ -128,6 +128,7 @@ def _train(cfg: Config, resume: bool) -> Dict:
     trainer = Trainer(cfg, model, train_loader, eval_loader, names)
     if resume:
         trainer.resume()
+    memory.reset_peak()
     result = trainer.fit()
     summary = {
         "method": cfg.method.name,
@@ -139,6 +140,7 @@ def _train(cfg: Config, resume: bool) -> Dict:
         "best_top5": result["best"].get("top5"),
         "best_epoch": result["best"]["epoch"],
         "epochs": cfg.train.epochs,
+        "peak_memory_mb": memory.peak_mb(),
         "output_dir": cfg.train.output_dir,
     }
     if dist.is_main():
