@@ -38,11 +38,6 @@ class LoadReport:
     unexpected: List[str] = field(default_factory=list)  # in the file only, ignored
     normalization: Optional[Tuple[Tuple[float, ...], Tuple[float, ...]]] = None
 
-    # Kept for callers of the earlier API: a missing head is reported with the re-initialised ones.
-    @property
-    def missing(self) -> List[str]:
-        return self.reinitialised + self.left_initialised
-
     def __str__(self) -> str:
         lines = [f"loaded {len(self.loaded)} tensors from {self.path} ({self.format}, {self.layout} layout)"]
         for label, keys in (
