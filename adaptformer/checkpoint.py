@@ -24,11 +24,16 @@ def save_state(obj: Dict, path: str) -> None:
     atomic_write(path, lambda tmp: paddle.save(obj, tmp))
 
 
-def read_state(path: str) -> Dict:
+def require_file(path: str, expected: str) -> None:
+    """One-line errors for a checkpoint path that is absent or a folder."""
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: checkpoint not found")
     if os.path.isdir(path):
-        raise CheckpointError(f"{path}: is a directory, expected a .pdparams file")
+        raise CheckpointError(f"{path}: is a directory, expected {expected}")
+
+
+def read_state(path: str) -> Dict:
+    require_file(path, "a .pdparams file")
     try:
         state = paddle.load(path)
     except Exception as e:  # paddle raises many kinds on a damaged file

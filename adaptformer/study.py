@@ -97,13 +97,23 @@ def write_results(folder: str, rows: List[Dict]) -> None:
     print(f"results: {os.path.join(folder, 'results.md')}\n{results_markdown(rows)}")
 
 
-def plot_curves(rows: List[Dict], path: str) -> None:
+def _pyplot():
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
-    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4))
+    return plt
+
+
+def _save(fig, path: str) -> None:
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    _pyplot().close(fig)
+
+
+def plot_curves(rows: List[Dict], path: str) -> None:
+    fig, (ax_acc, ax_loss) = _pyplot().subplots(1, 2, figsize=(11, 4))
     for r in rows:
         recs = r["records"]
         evals = [x for x in recs if "eval_top1" in x]
@@ -115,21 +125,14 @@ def plot_curves(rows: List[Dict], path: str) -> None:
     for ax in (ax_acc, ax_loss):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_accuracy_vs_parameters(rows: List[Dict], path: str) -> None:
     """Best eval top-1 against trainable parameters (log scale), one point per stage; when some stages
     transfer from another, only those (the source stage solved a different task)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     transfers = [r for r in rows if r.get("pretrained_from")] or rows
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = _pyplot().subplots(figsize=(7, 4.5))
     for i, r in enumerate(transfers):
         ax.scatter(r["trainable_params"], r["best_top1"], s=40)
         # Alternate label offsets: methods of equal size and accuracy would print over each other.
@@ -138,6 +141,4 @@ def plot_accuracy_vs_parameters(rows: List[Dict], path: str) -> None:
     ax.set_xscale("log")
     ax.set(xlabel="trainable parameters (log scale)", ylabel="best eval top-1", title="Accuracy against trainable parameters")
     ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    plt.close(fig)
+    _save(fig, path)

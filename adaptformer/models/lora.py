@@ -37,31 +37,37 @@ class LoRALinear(nn.Layer):
             self.add_parameter(f"lora_{name}_A", a)
             self.add_parameter(f"lora_{name}_B", b)
 
-    def delta_weight(self):
-        """The [in, out] update the low-rank factors add to the weight."""
-        cols, end = [], 0
-        in_features = self.weight.shape[0]
-        for name, (start, stop) in self.parts.items():
-            if start > end:
-                cols.append(paddle.zeros([in_features, start - end], dtype=self.weight.dtype))
-            cols.append(getattr(self, f"lora_{name}_A") @ getattr(self, f"lora_{name}_B") * self.scaling)
-            end = stop
-        if end < self.out_features:
-            cols.append(paddle.zeros([in_features, self.out_features - end], dtype=self.weight.dtype))
-        return paddle.concat(cols, axis=1)
-
-    def forward(self, x):
-        y = F.linear(x, self.weight, self.bias)
-        h = self.dropout(x)
+    def _across_outputs(self, part, zeros):
+        """Concatenate part(name) for each updated slice, in output order, with zeros(width)
+        for the outputs no slice covers."""
         pieces, end = [], 0
         for name, (start, stop) in self.parts.items():
             if start > end:
-                pieces.append(paddle.zeros([*h.shape[:-1], start - end], dtype=y.dtype))
-            pieces.append((h @ getattr(self, f"lora_{name}_A")) @ getattr(self, f"lora_{name}_B") * self.scaling)
+                pieces.append(zeros(start - end))
+            pieces.append(part(name))
             end = stop
         if end < self.out_features:
-            pieces.append(paddle.zeros([*h.shape[:-1], self.out_features - end], dtype=y.dtype))
-        return y + paddle.concat(pieces, axis=-1)
+            pieces.append(zeros(self.out_features - end))
+        return paddle.concat(pieces, axis=-1)
+
+    def _factors(self, name):
+        return getattr(self, f"lora_{name}_A"), getattr(self, f"lora_{name}_B")
+
+    def delta_weight(self):
+        """The [in, out] update the low-rank factors add to the weight."""
+        rows = self.weight.shape[0]
+        return self._across_outputs(
+            lambda name: self._factors(name)[0] @ self._factors(name)[1] * self.scaling,
+            lambda width: paddle.zeros([rows, width], dtype=self.weight.dtype),
+        )
+
+    def forward(self, x):
+        h = self.dropout(x)
+        update = self._across_outputs(
+            lambda name: (h @ self._factors(name)[0]) @ self._factors(name)[1] * self.scaling,
+            lambda width: paddle.zeros([*h.shape[:-1], width], dtype=h.dtype),
+        )
+        return F.linear(x, self.weight, self.bias) + update
 
     def extra_repr(self) -> str:
         return f"parts={list(self.parts)}, rank={self.rank}, scaling={self.scaling:g}"

@@ -17,7 +17,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from ..checkpoint import CheckpointError
+from ..checkpoint import CheckpointError, require_file
 from .safe_pickle import CheckpointReadError, UnsafePickleError, read_numpy_pickle, read_torch_zip
 
 INCEPTION = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -38,10 +38,7 @@ class Checkpoint:
 
 
 def read_checkpoint(path: str) -> Checkpoint:
-    if not os.path.exists(path):
-        raise CheckpointError(f"{path}: checkpoint not found")
-    if os.path.isdir(path):
-        raise CheckpointError(f"{path}: is a directory, expected a checkpoint file")
+    require_file(path, "a checkpoint file")
     fmt = detect_format(path)
     normalization = None
     try:
