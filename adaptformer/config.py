@@ -158,6 +158,17 @@ class SchedulerConfig:
 
 
 @dataclass
+class AmpConfig:
+    """Mixed precision through paddle.amp. Takes effect on GPU only: Paddle's CPU
+    build runs the same code in float32 (not yet measured on a GPU)."""
+
+    enabled: bool = False
+    dtype: str = "float16"  # float16 (dynamic loss scaling) | bfloat16 (no scaling)
+    level: str = "O1"  # O1: listed ops in low precision; O2: parameters cast, float32 master weights
+    init_loss_scaling: float = 65536.0  # float16 only
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 10
     seed: int = 42
@@ -165,6 +176,12 @@ class TrainConfig:
     label_smoothing: float = 0.0
     log_every: int = 20  # steps between VisualDL loss/lr points and progress lines
     eval_every: int = 1  # epochs
+    # Micro-batches of data.batch_size per optimizer step: the effective batch is their product.
+    accumulate_steps: int = 1
+    # Recompute each Transformer block in the backward pass instead of keeping its
+    # activations: less memory for about one more forward pass.
+    recompute: bool = False
+    amp: AmpConfig = field(default_factory=AmpConfig)
 
 
 @dataclass
@@ -206,6 +223,8 @@ CHOICES = {
     "data.eval_split": ("val", "test"),
     "optimizer.name": ("momentum", "sgd", "adamw"),
     "scheduler.name": ("cosine", "constant"),
+    "train.amp.dtype": ("float16", "bfloat16"),
+    "train.amp.level": ("O1", "O2"),
 }
 
 # --------------------------------------------------------------------------- loading
@@ -444,6 +463,10 @@ def _check_consistency(cfg: Config, origin: Dict[str, str], src: str) -> None:
         fail("model.num_classes", f"must be >= 1, got {cfg.model.num_classes}")
     if cfg.train.epochs < 1:
         fail("train.epochs", f"must be >= 1, got {cfg.train.epochs}")
+    if cfg.train.accumulate_steps < 1:
+        fail("train.accumulate_steps", f"must be >= 1, got {cfg.train.accumulate_steps}")
+    if cfg.train.amp.init_loss_scaling <= 0:
+        fail("train.amp.init_loss_scaling", f"must be > 0, got {cfg.train.amp.init_loss_scaling}")
     if cfg.data.batch_size < 1:
         fail("data.batch_size", f"must be >= 1, got {cfg.data.batch_size}")
     if len(cfg.data.mean) != 3 or len(cfg.data.std) != 3:
@@ -475,14 +498,31 @@ def _check_consistency(cfg: Config, origin: Dict[str, str], src: str) -> None:
 # --------------------------------------------------------------------------- public API
 
 
-def load_config(path: str, overrides: Optional[List[str]] = None, extra: Optional[Dict[str, Any]] = None) -> Config:
-    """Read a run config; `extra` (dotted keys) is applied before the `-o` overrides."""
+def load_config(
+    path: str,
+    overrides: Optional[List[str]] = None,
+    extra: Optional[Dict[str, Any]] = None,
+    method: Optional[str] = None,
+) -> Config:
+    """Read a run config; `extra` (dotted keys) is applied before the `-o` overrides.
+    `method` replaces method.name and drops the file's settings of other methods
+    (one file describing several methods, as the benchmark uses it)."""
     origin: Dict[str, str] = {}
     data = _load_with_bases(path, origin)
     if "study" in data:
         raise ConfigError(f"{path}: this is a study config; run it with tools/train.py -c {path}")
     if extra:
         apply_overrides(data, extra, origin, f"{path} (study overrides)")
+    if method is not None:
+        chosen = method.split("+")
+        section = data.setdefault("method", {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"{path}: method must be a mapping, got {section!r}")
+        for name in METHOD_SECTIONS:
+            if name not in chosen and section.pop(name, None) is not None:
+                for key in [k for k in origin if k.startswith(f"method.{name}.")]:
+                    del origin[key]
+        apply_overrides(data, {"method.name": method}, origin, "--method")
     parsed = dict(parse_override(o) for o in (overrides or []))
     apply_overrides(data, parsed, origin, "-o")
     cfg = _build(Config, data, origin, path)

@@ -7,13 +7,14 @@ from typing import Optional
 import paddle
 
 
-def _on_gpu() -> bool:
+def on_gpu() -> bool:
     return paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
 
 
 def reset_peak() -> None:
-    if _on_gpu():  # not measured here: no GPU on the development machines
+    if on_gpu():  # not measured here: no GPU on the development machines
         paddle.device.cuda.reset_max_memory_allocated()
+        paddle.device.cuda.reset_max_memory_reserved()
         return
     try:
         with open("/proc/self/clear_refs", "w") as f:
@@ -22,14 +23,30 @@ def reset_peak() -> None:
         pass
 
 
-def peak_mb() -> Optional[float]:
-    if _on_gpu():
-        return paddle.device.cuda.max_memory_allocated() / 2**20
+def _status_mb(field: str) -> Optional[float]:
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
     return None
+
+
+def current_mb() -> Optional[float]:
+    """Memory in use now: GPU memory allocated, else the resident set size."""
+    if on_gpu():
+        return paddle.device.cuda.memory_allocated() / 2**20
+    return _status_mb("VmRSS")
+
+
+def peak_reserved_mb() -> Optional[float]:
+    """GPU memory held by Paddle's allocator at its peak (None on CPU)."""
+    return paddle.device.cuda.max_memory_reserved() / 2**20 if on_gpu() else None
+
+
+def peak_mb() -> Optional[float]:
+    if on_gpu():
+        return paddle.device.cuda.max_memory_allocated() / 2**20
+    return _status_mb("VmHWM")

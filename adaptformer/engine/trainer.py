@@ -8,6 +8,7 @@ an epoch boundary therefore continues exactly as if never stopped.
 """
 from __future__ import annotations
 
+import math
 import os
 import random
 import time
@@ -25,6 +26,7 @@ from . import dist
 from .logger import RunLogger
 from .metrics import ClassificationMeter
 from .optim import build_optimizer, build_scheduler
+from .step import TrainStep, decorate_for_amp, group_sizes, set_recompute
 
 LAST = "last.pdckpt"  # model + optimizer + progress, for --resume
 BEST = "best.pdparams"  # model weights of the best eval epoch
@@ -54,11 +56,17 @@ class Trainer:
         self.class_names = class_names
         self.out = cfg.train.output_dir
         self.logger = logger or RunLogger(self.out, enabled=dist.is_main(), log_every=cfg.train.log_every)
-        self.steps_per_epoch = len(train_loader)
+        set_recompute(model, cfg)
+        # Steps count optimizer updates: one per train.accumulate_steps micro-batches.
+        self.steps_per_epoch = math.ceil(len(train_loader) / cfg.train.accumulate_steps)
         self.scheduler = build_scheduler(cfg.optimizer, cfg.scheduler, self.steps_per_epoch, cfg.train.epochs)
         self.optimizer = build_optimizer(cfg.optimizer, freeze.trainable_parameters(model), self.scheduler)
+        decorate_for_amp(model, self.optimizer, cfg.train.amp)
         self.net = paddle.DataParallel(model) if dist.world_size() > 1 else model
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
+        self.step = TrainStep(self.net, self.optimizer, self.loss_fn, cfg.train.amp)
+        if cfg.train.amp.enabled and not paddle.device.is_compiled_with_cuda():
+            self.logger.info("train.amp: this Paddle build has no GPU support; AMP settings run in float32")
         self.start_epoch = 1
         self.global_step = 0
         self.best = {"top1": -1.0, "epoch": 0}
@@ -68,6 +76,7 @@ class Trainer:
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),  # holds the LR schedule's position too
+            "loss_scaler": self.step.state_dict(),
             "epoch": epoch,
             "global_step": self.global_step,
             "best": dict(self.best),
@@ -84,6 +93,7 @@ class Trainer:
             # and still warns that the key was "unused" (checked by the resume test).
             warnings.filterwarnings("ignore", message="There are some unused values in state_dict")
             self.optimizer.set_state_dict(state["optimizer"])
+        self.step.set_state_dict(state.get("loss_scaler", {}))
         self.start_epoch = int(state["epoch"]) + 1
         self.global_step = int(state["global_step"])
         self.best = dict(state["best"])
@@ -133,21 +143,25 @@ class Trainer:
         meter = ClassificationMeter(len(self.class_names), topk=(1,))
         steps = self.steps_per_epoch
         self.logger.start_epoch(epoch, self.cfg.train.epochs, steps)
-        for i, (images, labels) in enumerate(self.train_loader, start=1):
+        groups = group_sizes(len(self.train_loader), self.cfg.train.accumulate_steps)
+        step, in_group = 0, 0
+        for images, labels in self.train_loader:
             labels = labels.reshape([-1]).astype("int64")
-            logits = self.net(images)
-            loss = self.loss_fn(logits, labels)
-            loss.backward()
-            self.optimizer.step()
-            self.optimizer.clear_grad()
+            in_group += 1
+            last = in_group == groups[step]
+            loss, logits = self.step.forward_backward(images, labels, 1.0 / groups[step], sync=last)
+            loss_value = float(loss)
+            if not np.isfinite(loss_value):
+                raise FloatingPointError(f"loss became {loss_value} at epoch {epoch} step {step + 1}; lower optimizer.lr")
+            meter.update(logits.numpy(), labels.numpy(), loss_value * labels.shape[0])
+            if not last:
+                continue
+            self.step.update()
             lr = self.optimizer.get_lr()
             self.scheduler.step()
             self.global_step += 1
-            loss_value = float(loss)
-            if not np.isfinite(loss_value):
-                raise FloatingPointError(f"loss became {loss_value} at epoch {epoch} step {i}; lower optimizer.lr")
-            meter.update(logits.numpy(), labels.numpy(), loss_value * labels.shape[0])
-            self.logger.step(i, steps, {"loss": loss_value, "lr": lr})
+            step, in_group = step + 1, 0
+            self.logger.step(step, steps, {"loss": loss_value, "lr": lr})
             if self.global_step % self.logger.log_every == 0:
                 self.logger.scalars({"train/loss": loss_value, "train/lr": lr}, self.global_step)
         meter.all_reduce()
@@ -155,7 +169,8 @@ class Trainer:
         return {"loss": result["loss"], "top1": result["top1"]}
 
     def evaluate(self) -> ClassificationMeter:
-        return evaluate_model(self.model, self.eval_loader, len(self.class_names))
+        with self.step.autocast():
+            return evaluate_model(self.model, self.eval_loader, len(self.class_names))
 
 
 @paddle.no_grad()

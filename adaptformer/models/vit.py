@@ -11,6 +11,7 @@ from typing import Iterable, Optional
 import numpy as np
 import paddle
 import paddle.nn as nn
+from paddle.distributed.fleet.utils import recompute
 
 from .adapter import AdaptFormerAdapter
 from .layers import Attention, DropPath, Mlp, PatchEmbed
@@ -112,6 +113,7 @@ class VisionTransformer(nn.Layer):
         self.fc_norm = nn.LayerNorm(embed_dim, epsilon=epsilon) if global_pool == "avg" else nn.Identity()
         self.head = nn.Identity()
         self.prompt: Optional[PromptTokens] = None
+        self.grad_checkpointing = False
         self.head_norm = head_norm
         self.head_init_std = head_init_std
         self.apply(self._init_weights)
@@ -157,10 +159,21 @@ class VisionTransformer(nn.Layer):
         for i, block in enumerate(self.blocks):
             if self.prompt is not None:
                 x = self.prompt.insert(x, i)
-            x = block(x)
+            x = recompute(block, x, use_reentrant=False) if self._recompute(x) else block(x)
         if self.prompt is not None:
             x = self.prompt.remove(x)  # features keep the [cls, patches] layout
         return self.norm(x)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Keep only each block's input for the backward pass and recompute the rest
+        (train.recompute): activation memory drops to about one block's worth."""
+        self.grad_checkpointing = enable
+
+    def _recompute(self, x) -> bool:
+        # Only where a gradient flows in: a block whose input needs none (the first
+        # block after a frozen embedding) has little to keep, and Paddle's recompute
+        # would run it plainly anyway.
+        return self.grad_checkpointing and paddle.is_grad_enabled() and not x.stop_gradient
 
     def forward_head(self, x, pre_logits: bool = False):
         x = x[:, 1:].mean(axis=1) if self.global_pool == "avg" else x[:, 0]

@@ -1,0 +1,213 @@
+"""Training and evaluation speed and memory of tuning methods, side by side.
+
+    python tools/benchmark.py [-c configs/bench/vit_b16.yaml] [--methods full,linear,adaptformer]
+                              [--steps 5] [--json OUT] [--report OUT.md] [--torch PYTHON]
+
+Each method runs in a fresh process (python -m adaptformer.engine.benchmark), one after
+the other, so its peak memory is its own. A method may carry config overrides after
+'@', separated by ';': `adaptformer@train.recompute=true`. Ratios are to the 'full' row.
+With --torch, bench/torch_vit.py runs the same network and step in PyTorch right after
+each Paddle method it knows (full, linear, adaptformer).
+"""
+import argparse
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+
+import _cli
+
+DEFAULT_CONFIG = os.path.join("configs", "bench", "vit_b16.yaml")
+TORCH_SCRIPT = os.path.join(_cli.ROOT, "bench", "torch_vit.py")
+TORCH_METHODS = ("full", "linear", "adaptformer")
+
+
+class BenchmarkError(RuntimeError):
+    pass
+
+
+def _run_json(cmd, env, what):
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+        raise BenchmarkError(f"{what} failed (exit {proc.returncode}):\n{tail}")
+    return json.loads(lines[-1])
+
+
+def parse_variant(spec):
+    """'adaptformer@train.recompute=true;data.batch_size=16' -> ('adaptformer', [overrides])."""
+    method, _, rest = spec.partition("@")
+    return method.strip(), [o.strip() for o in rest.split(";") if o.strip()]
+
+
+def measure_paddle(args, spec, env):
+    method, overrides = parse_variant(spec)
+    cmd = [sys.executable, "-m", "adaptformer.engine.benchmark", "-c", args.config, "--method", method,
+           "--steps", str(args.steps), "--warmup", str(args.warmup), "--eval-steps", str(args.eval_steps)]
+    for o in args.override + overrides:
+        cmd += ["-o", o]
+    return _run_json(cmd, env, f"paddle {spec}")
+
+
+def measure_torch(args, paddle_row, env):
+    arch = paddle_row["architecture"]
+    cmd = [args.torch, TORCH_SCRIPT, "--method", paddle_row["method"], "--batch", str(paddle_row["batch"]),
+           "--steps", str(args.steps), "--warmup", str(args.warmup), "--eval-steps", str(args.eval_steps),
+           "--img-size", str(arch["img_size"]), "--patch", str(arch["patch"]), "--dim", str(arch["dim"]),
+           "--depth", str(arch["depth"]), "--heads", str(arch["heads"]), "--mlp-ratio", str(arch["mlp_ratio"]),
+           "--num-classes", str(arch["num_classes"]), "--threads", env["OMP_NUM_THREADS"]]
+    if "bottleneck" in arch:
+        cmd += ["--bottleneck", str(arch["bottleneck"]), "--adapter-dropout", str(arch["adapter_dropout"])]
+    return _run_json(cmd, env, f"torch {paddle_row['method']}")
+
+
+def _fmt(value, spec=".1f", none="-"):
+    return none if value is None else format(value, spec)
+
+
+def _ratio(a, b):
+    return None if a is None or b in (None, 0) else a / b
+
+
+def median_step(row):
+    return statistics.median(row["train_step_s"])
+
+
+def tables(rows, peak_flops):
+    """Markdown tables: every method against full, then Paddle against PyTorch."""
+    full = next((r for r in rows if r["label"] == "full"), None)
+    out = [
+        "| method | trainable params | train img/s | step s | step vs full | eval img/s | peak MB | "
+        "train memory MB | memory vs full | GFLOP/step | GFLOP/s | of peak |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        p = r["paddle"]
+        out.append(
+            f"| {r['label']} | {p['trainable_params']:,} | {p['train_images_per_s']:.2f} | {median_step(p):.2f} | "
+            f"{_fmt(_ratio(median_step(p), full and median_step(full['paddle'])), '.2f')}x | "
+            f"{p['eval_images_per_s']:.2f} | {_fmt(p['peak_mb'], '.0f')} | {_fmt(p['train_memory_mb'], '.0f')} | "
+            f"{_fmt(_ratio(p['train_memory_mb'], full and full['paddle']['train_memory_mb']), '.2f')}x | "
+            f"{p['flops_per_step']['train'] / 1e9:.1f} | {p['achieved_flops_per_s'] / 1e9:.1f} | "
+            f"{_fmt(_ratio(p['achieved_flops_per_s'], peak_flops), '.0%')} |"
+        )
+    torch_rows = [r for r in rows if r.get("torch")]
+    if torch_rows:
+        out += [
+            "",
+            "| method | Paddle train img/s | PyTorch train img/s | Paddle / PyTorch | Paddle eval img/s | "
+            "PyTorch eval img/s | Paddle / PyTorch | Paddle train memory MB | PyTorch train memory MB |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in torch_rows:
+            p, t = r["paddle"], r["torch"]
+            out.append(
+                f"| {r['label']} | {p['train_images_per_s']:.2f} | {t['train_images_per_s']:.2f} | "
+                f"{p['train_images_per_s'] / t['train_images_per_s']:.2f}x | {p['eval_images_per_s']:.2f} | "
+                f"{t['eval_images_per_s']:.2f} | {p['eval_images_per_s'] / t['eval_images_per_s']:.2f}x | "
+                f"{_fmt(p['train_memory_mb'], '.0f')} | {_fmt(t['train_memory_mb'], '.0f')} |"
+            )
+    return "\n".join(out)
+
+
+def machine():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} logical cores, Python {platform.python_version()}, {platform.system()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"run config (default {DEFAULT_CONFIG})")
+    parser.add_argument("--methods", default="full,linear,adaptformer",
+                        help="comma-separated methods, each optionally METHOD@key=value;key=value")
+    parser.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for every method (repeatable)")
+    parser.add_argument("--steps", type=int, default=5, help="timed training and eval steps per method")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps before them")
+    parser.add_argument("--eval-steps", type=int, default=None, help="timed eval steps (default: --steps)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="OMP_NUM_THREADS for the measured processes (default: inherited, else all cores)")
+    parser.add_argument("--torch", metavar="PYTHON", help="also run bench/torch_vit.py with this Python (has torch)")
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="device peak for the 'of peak' column (default: a measured 2048^3 float32 matmul)")
+    parser.add_argument("--json", metavar="OUT", help="write all measurements as JSON")
+    parser.add_argument("--report", metavar="OUT.md", help="write a markdown report (machine, versions, command)")
+    args = parser.parse_args()
+    args.eval_steps = args.eval_steps or args.steps
+
+    from adaptformer.config import ConfigError, load_config
+    from adaptformer.utils import atomic_write_text
+
+    if args.steps < 1 or args.warmup < 0:
+        raise ConfigError(f"--steps must be >= 1 and --warmup >= 0, got {args.steps} and {args.warmup}")
+    specs = [s.strip() for s in args.methods.split(",") if s.strip()]
+    for spec in specs:  # every config error before the first long measurement
+        method, overrides = parse_variant(spec)
+        load_config(args.config, args.override + overrides, method=method)
+    if args.torch and not os.path.isfile(args.torch):
+        raise ConfigError(f"--torch {args.torch}: no such Python (get one with ../shared/tools/torch-ref-env.sh)")
+
+    env = dict(os.environ, PYTHONPATH=_cli.ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env["OMP_NUM_THREADS"] = str(args.threads or os.environ.get("OMP_NUM_THREADS") or os.cpu_count())
+    gemm = _run_json([sys.executable, "-m", "adaptformer.engine.benchmark", "--gemm"], env, "matmul peak")
+    peak = args.peak_tflops * 1e12 if args.peak_tflops else gemm["gemm_flops_per_s"]
+    print(f"threads {env['OMP_NUM_THREADS']}; peak for 'of peak': {peak / 1e9:.1f} GFLOP/s "
+          f"({'given' if args.peak_tflops else 'measured float32 matmul'})", flush=True)
+
+    rows = []
+    for spec in specs:
+        row = {"label": spec, "paddle": measure_paddle(args, spec, env)}
+        p = row["paddle"]
+        line = (f"{spec}: train {p['train_images_per_s']:.2f} img/s, eval {p['eval_images_per_s']:.2f} img/s, "
+                f"train memory {_fmt(p['train_memory_mb'], '.0f')} MB")
+        if args.torch and p["method"] in TORCH_METHODS and not p["recompute"] and not p["amp"]:
+            row["torch"] = measure_torch(args, p, env)
+            t = row["torch"]
+            line += f" | torch train {t['train_images_per_s']:.2f} img/s, eval {t['eval_images_per_s']:.2f} img/s"
+        print(line, flush=True)
+        rows.append(row)
+
+    table = tables(rows, peak)
+    print()
+    print(table)
+    command = "python tools/benchmark.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    result = {"command": command, "machine": machine(), "threads": int(env["OMP_NUM_THREADS"]),
+              "peak_flops_per_s": peak, "peak_source": "given" if args.peak_tflops else "measured matmul",
+              "rows": rows}
+    if args.json:
+        atomic_write_text(args.json, json.dumps(result, indent=2))
+    if args.report:
+        versions = f"paddlepaddle {rows[0]['paddle']['version']}" if rows else ""
+        torch_version = next((r["torch"]["version"] for r in rows if r.get("torch")), None)
+        if torch_version:
+            versions += f", torch {torch_version}"
+        atomic_write_text(args.report, "\n".join([
+            f"Command: `OMP_NUM_THREADS={env['OMP_NUM_THREADS']} {command}`",
+            "",
+            f"Machine: {machine()}; {versions}; device {rows[0]['paddle']['device'] if rows else '?'}.",
+            f"Peak for 'of peak': {peak / 1e9:.1f} GFLOP/s ({result['peak_source']}).",
+            f"Medians of {args.steps} timed steps after {args.warmup} warm-up steps, one fixed batch.",
+            "",
+            table,
+            "",
+        ]))
+
+
+if __name__ == "__main__":
+    def _main():
+        try:
+            main()
+        except BenchmarkError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(1)
+
+    _cli.run(_main)
