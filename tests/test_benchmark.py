@@ -1,0 +1,57 @@
+"""tools/benchmark.py as a user runs it. Timings are only checked for being there:
+speed is measured by the tool, never asserted by a test."""
+import json
+import os
+import sys
+
+import pytest
+
+from adaptformer import freeze
+from adaptformer.config import ConfigError, load_config
+from adaptformer.engine.runner import build_model
+from conftest import ROOT, run_tool
+
+BENCH = os.path.join(ROOT, "tools", "benchmark.py")
+
+
+def test_benchmark_compares_methods_side_by_side(tmp_path, tiny_config):
+    config = tiny_config(data={"batch_size": 4})
+    out, report = tmp_path / "bench.json", tmp_path / "bench.md"
+    proc = run_tool([sys.executable, BENCH, "-c", config, "--methods", "full,adaptformer@train.recompute=true,linear",
+                     "--steps", "2", "--warmup", "1", "--json", str(out), "--report", str(report)])
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    rows = {r["label"]: r["paddle"] for r in result["rows"]}
+    assert list(rows) == ["full", "adaptformer@train.recompute=true", "linear"]
+    for label, method in (("full", "full"), ("adaptformer@train.recompute=true", "adaptformer"), ("linear", "linear")):
+        expected = freeze.summary(build_model(load_config(config, method=method), log=lambda *a: None))
+        assert rows[label]["trainable_params"] == expected.trainable, label
+        assert rows[label]["method"] == method
+        assert len(rows[label]["train_step_s"]) == 2 and len(rows[label]["eval_step_s"]) == 2
+        assert rows[label]["peak_mb"] >= rows[label]["baseline_mb"] > 0
+    assert rows["adaptformer@train.recompute=true"]["recompute"] is True
+    assert rows["adaptformer@train.recompute=true"]["flops_per_step"]["recompute"] > 0
+    flops = {k: r["flops_per_step"]["train"] for k, r in rows.items()}
+    assert flops["full"] > flops["adaptformer@train.recompute=true"] > flops["linear"] > 0
+    assert result["peak_flops_per_s"] > 0
+    text = report.read_text()
+    assert "Command: `OMP_NUM_THREADS=" in text and "--methods full,adaptformer@train.recompute=true,linear" in text
+    assert "| full | " in text and "| 1.00x |" in text
+    assert "| method | trainable params |" in proc.stdout
+
+
+def test_benchmark_rejects_a_bad_method_before_measuring(tmp_path, tiny_config):
+    out = tmp_path / "bench.json"
+    proc = run_tool([sys.executable, BENCH, "-c", tiny_config(), "--methods", "full,nosuch", "--json", str(out)])
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert "unknown method 'nosuch'" in proc.stderr
+    assert not out.exists()
+
+
+def test_one_file_can_describe_several_methods(tiny_config):
+    path = tiny_config(method={"name": "adaptformer", "adaptformer": {"bottleneck": 4}})
+    with pytest.raises(ConfigError, match="is a setting of method 'adaptformer'"):
+        load_config(path, ["method.name=full"])
+    assert load_config(path, method="full").method.name == "full"
+    assert load_config(path, method="adaptformer+vpt").method.adaptformer.bottleneck == 4

@@ -1,0 +1,73 @@
+"""FLOPs per training step, against closed forms of the ViT's matrix products."""
+import pytest
+
+from adaptformer.config import AdaptFormerConfig, MethodConfig, VPTConfig
+from adaptformer.engine.flops import count_flops
+from adaptformer.methods import apply_method
+from adaptformer.models import create_model
+
+D, DEPTH, CLASSES, HIDDEN = 32, 2, 4, 128
+N = 65  # 32 px in patches of 4: 64 patches + the class token
+
+
+def tiny(method="full", **method_settings):
+    model = create_model("vit_tiny_patch4_32", num_classes=CLASSES, depth=DEPTH, embed_dim=D, num_heads=2)
+    apply_method(model, MethodConfig(name=method, **method_settings))
+    return model
+
+
+# Multiply-adds of one image, times 2 for FLOPs.
+PATCH = 2 * 64 * D * (3 * 4 * 4)
+LINEARS = 2 * N * (D * 3 * D + D * D + D * HIDDEN + HIDDEN * D)  # qkv, proj, fc1, fc2 of one block
+ATTENTION = 2 * 2 * N * N * D  # q @ k^T and attn @ v
+HEAD = 2 * D * CLASSES
+
+
+def adapter(r):
+    return 2 * N * D * r * 2  # down and up
+
+
+def test_full_fine_tuning():
+    f = count_flops(tiny("full"), 32)
+    assert f.forward == PATCH + DEPTH * (LINEARS + ATTENTION) + HEAD
+    # Every weight gets a gradient; every activation but the image does.
+    assert f.backward_weight == PATCH + DEPTH * LINEARS + HEAD
+    assert f.backward_input == DEPTH * (LINEARS + 2 * ATTENTION) + HEAD
+    assert f.recompute == 0 and f.train == f.forward + f.backward
+
+
+def test_linear_probing_backpropagates_into_the_head_only():
+    f = count_flops(tiny("linear"), 32)
+    assert (f.backward_input, f.backward_weight) == (0, HEAD)
+
+
+def test_frozen_backbone_skips_weight_gradients_and_everything_before_the_first_adapter():
+    r = 4
+    f = count_flops(tiny("adaptformer", adaptformer=AdaptFormerConfig(bottleneck=r)), 32)
+    assert f.forward == PATCH + DEPTH * (LINEARS + ATTENTION + adapter(r)) + HEAD
+    assert f.backward_weight == DEPTH * adapter(r) + HEAD
+    # Block 0 reads the frozen embedding: only its adapter's up-projection passes a
+    # gradient back (to the down-projection's weights). Block 1 passes it everywhere.
+    up = adapter(r) / 2
+    assert f.backward_input == up + (LINEARS + 2 * ATTENTION + adapter(r)) + HEAD
+
+
+def test_recompute_adds_the_forward_of_blocks_with_a_gradient():
+    model = tiny("adaptformer", adaptformer=AdaptFormerConfig(bottleneck=4))
+    model.set_grad_checkpointing(True)
+    f = count_flops(model, 32)
+    assert f.recompute == LINEARS + ATTENTION + adapter(4)  # block 1 only; block 0's input needs none
+    assert f.train == f.forward + f.backward + f.recompute
+
+
+def test_prompts_lengthen_the_sequence():
+    f = count_flops(tiny("vpt", vpt=VPTConfig(num_tokens=3, deep=True)), 32)
+    n = N + 3
+    linears = 2 * n * (D * 3 * D + D * D + D * HIDDEN + HIDDEN * D)
+    assert f.forward == PATCH + DEPTH * (linears + 2 * 2 * n * n * D) + HEAD
+
+
+def test_vit_b16_matches_the_published_count():
+    # ViT-B/16 at 224 px: 17.56 GMACs per image (timm / fvcore, matrix products only).
+    f = count_flops(create_model("vit_base_patch16_224", num_classes=1000), 224)
+    assert f.forward / 2 == pytest.approx(17.56e9, rel=2e-3)
