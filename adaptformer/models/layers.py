@@ -44,11 +44,13 @@ class Attention(nn.Layer):
 
     def forward(self, x):
         b, n, c = x.shape
-        qkv = self.qkv(x).reshape([b, n, 3, self.num_heads, self.head_dim]).transpose([2, 0, 3, 1, 4])
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        attn = F.softmax(paddle.matmul(q, k, transpose_y=True) * self.scale, axis=-1)
-        x = paddle.matmul(self.attn_drop(attn), v).transpose([0, 2, 1, 3]).reshape([b, n, c])
-        return self.proj_drop(self.proj(x))
+        # [b, n, heads, head_dim] is the layout scaled_dot_product_attention takes, so q, k
+        # and v need no transposes; on CPU this was 1.8x faster in forward+backward than
+        # softmax(q k^T) v over transposed views, with identical results (docs/benchmarks.md).
+        q, k, v = self.qkv(x).reshape([b, n, 3, self.num_heads, self.head_dim]).unbind(2)
+        dropout = self.attn_drop.p if self.training else 0.0
+        x = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, training=self.training, scale=self.scale)
+        return self.proj_drop(self.proj(x.reshape([b, n, c])))
 
 
 class Mlp(nn.Layer):
