@@ -18,7 +18,7 @@ def test_benchmark_compares_methods_side_by_side(tmp_path, tiny_config):
     config = tiny_config(data={"batch_size": 4})
     out, report = tmp_path / "bench.json", tmp_path / "bench.md"
     proc = run_tool([sys.executable, BENCH, "-c", config, "--methods", "full,adaptformer@train.recompute=true,linear",
-                     "--steps", "2", "--warmup", "1", "--json", str(out), "--report", str(report)])
+                     "--steps", "2", "--warmup", "1", "--data", "--json", str(out), "--report", str(report)])
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     rows = {r["label"]: r["paddle"] for r in result["rows"]}
@@ -38,6 +38,7 @@ def test_benchmark_compares_methods_side_by_side(tmp_path, tiny_config):
     assert "Command: `OMP_NUM_THREADS=" in text and "--methods full,adaptformer@train.recompute=true,linear" in text
     assert "| full | " in text and "| 1.00x |" in text
     assert "| method | trainable params |" in proc.stdout
+    assert "Data loader (synthetic, 0 workers): " in text
 
 
 def test_benchmark_rejects_a_bad_method_before_measuring(tmp_path, tiny_config):

@@ -139,6 +139,8 @@ def main() -> None:
     parser.add_argument("--torch", metavar="PYTHON", help="also run bench/torch_vit.py with this Python (has torch)")
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="device peak for the 'of peak' column (default: a measured 2048^3 float32 matmul)")
+    parser.add_argument("--data", action="store_true",
+                        help="also time the config's training DataLoader (needs its dataset on disk)")
     parser.add_argument("--json", metavar="OUT", help="write all measurements as JSON")
     parser.add_argument("--report", metavar="OUT.md", help="write a markdown report (machine, versions, command)")
     args = parser.parse_args()
@@ -177,6 +179,14 @@ def main() -> None:
         rows.append(row)
 
     table = tables(rows, peak)
+    if args.data:
+        data = _run_json([sys.executable, "-m", "adaptformer.engine.benchmark", "-c", args.config, "--loader"]
+                         + [a for o in args.override for a in ("-o", o)], env, "data loader")
+        slowest = min(r["paddle"]["train_images_per_s"] for r in rows)
+        fastest = max(r["paddle"]["train_images_per_s"] for r in rows)
+        table += (f"\n\nData loader ({data['dataset']}, {data['num_workers']} workers): "
+                  f"{data['loader_images_per_s']:.0f} img/s; the training steps above consume "
+                  f"{slowest:.1f} to {fastest:.1f} img/s.")
     print()
     print(table)
     command = "python tools/benchmark.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])

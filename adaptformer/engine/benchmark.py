@@ -128,6 +128,23 @@ def gemm_flops_per_s(n: int = 2048, repeats: int = 5) -> float:
     return 2.0 * n**3 / statistics.median(times)
 
 
+def loader_images_per_s(cfg: Config, batches: int = 20) -> Dict:
+    """Images/s the config's training DataLoader delivers (decoding, augmentation,
+    data.num_workers workers), to compare with the training step's appetite."""
+    from .runner import build_loaders
+
+    loader, _, _ = build_loaders(cfg)
+    batches = min(batches, len(loader))
+    it = iter(loader)
+    next(it)  # workers start and fill their queues
+    start, seen = time.perf_counter(), 0
+    for _, (images, _labels) in zip(range(batches - 1), it):
+        seen += images.shape[0]
+    elapsed = time.perf_counter() - start
+    return {"loader_images_per_s": seen / elapsed if seen else None, "num_workers": cfg.data.num_workers,
+            "dataset": cfg.data.dataset}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Measure one method (used by tools/benchmark.py).")
     parser.add_argument("-c", "--config")
@@ -137,9 +154,12 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--eval-steps", type=int, default=5)
     parser.add_argument("--gemm", action="store_true", help="measure the matrix-product peak instead")
+    parser.add_argument("--loader", action="store_true", help="measure the config's training DataLoader instead")
     args = parser.parse_args(argv)
     if args.gemm:
         result = {"gemm_flops_per_s": gemm_flops_per_s(), "device": paddle.device.get_device()}
+    elif args.loader:
+        result = loader_images_per_s(load_config(args.config, args.override))
     else:
         cfg = load_config(args.config, args.override, method=args.method)
         result = measure(cfg, args.steps, args.warmup, args.eval_steps)
