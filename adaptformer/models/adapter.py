@@ -13,6 +13,8 @@ import math
 import paddle
 import paddle.nn as nn
 
+from .linear import Linear
+
 POSITIONS = ("parallel", "sequential")
 INPUTS = ("stream", "ln2")
 # ReLU for AdaptFormer; GELU for the Houlsby adapter (the ModelScope card's variant).
@@ -42,7 +44,7 @@ class AdaptFormerAdapter(nn.Layer):
         self.adapter_input = adapter_input
         # Down: Kaiming-uniform with a=sqrt(5), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)); biases and Up: zero.
         bound = 1.0 / math.sqrt(dim)
-        self.down_proj = nn.Linear(
+        self.down_proj = Linear(
             dim,
             bottleneck,
             weight_attr=paddle.ParamAttr(initializer=nn.initializer.Uniform(-bound, bound)),
@@ -52,7 +54,7 @@ class AdaptFormerAdapter(nn.Layer):
             raise ValueError(f"adapter activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
         self.act = ACTIVATIONS[activation]()
         self.dropout = nn.Dropout(dropout)
-        self.up_proj = nn.Linear(
+        self.up_proj = Linear(
             bottleneck,
             dim,
             weight_attr=paddle.ParamAttr(initializer=nn.initializer.Constant(0.0)),

@@ -5,6 +5,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from .linear import Linear
+
 
 class PatchEmbed(nn.Layer):
     """Image -> sequence of patch embeddings via a strided convolution.
@@ -37,9 +39,9 @@ class Attention(nn.Layer):
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.scale = self.head_dim**-0.5
-        self.qkv = nn.Linear(dim, dim * 3, bias_attr=None if qkv_bias else False)
+        self.qkv = Linear(dim, dim * 3, bias_attr=None if qkv_bias else False)
         self.attn_drop = nn.Dropout(attn_drop)
-        self.proj = nn.Linear(dim, dim)
+        self.proj = Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x):
@@ -56,9 +58,9 @@ class Attention(nn.Layer):
 class Mlp(nn.Layer):
     def __init__(self, dim: int, hidden_dim: int, drop: float = 0.0):
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.fc1 = Linear(dim, hidden_dim)
         self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.fc2 = Linear(hidden_dim, dim)
         self.drop = nn.Dropout(drop)
 
     def forward(self, x):

@@ -15,6 +15,7 @@ from paddle.distributed.fleet.utils import recompute
 
 from .adapter import AdaptFormerAdapter
 from .layers import Attention, DropPath, Mlp, PatchEmbed
+from .linear import Linear
 from .prompt import PromptTokens
 
 _trunc_normal = nn.initializer.TruncatedNormal(std=0.02)
@@ -140,7 +141,7 @@ class VisionTransformer(nn.Layer):
         if num_classes <= 0:
             self.head = nn.Identity()
             return
-        linear = nn.Linear(self.embed_dim, num_classes)
+        linear = Linear(self.embed_dim, num_classes)
         nn.initializer.TruncatedNormal(std=self.head_init_std)(linear.weight)
         _zeros(linear.bias)
         if self.head_norm:
