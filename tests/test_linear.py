@@ -61,3 +61,10 @@ def test_a_frozen_stack_keeps_no_inputs_for_backward():
     activation = 4096 * 256 * 4
     assert kept_after_forward(nn.Linear) >= 3 * activation  # Paddle keeps the inner inputs
     assert kept_after_forward(Linear) < activation
+
+
+def test_static_graph_export_uses_paddles_linear():
+    layer = Linear(8, 3)
+    x = paddle.randn([2, 8])
+    static = paddle.jit.to_static(layer, input_spec=[paddle.static.InputSpec([None, 8], "float32")], full_graph=True)
+    np.testing.assert_allclose(static(x).numpy(), layer(x).numpy(), atol=1e-6)

@@ -46,7 +46,10 @@ class _LinearFunction(PyLayer):
 
 class Linear(nn.Linear):
     def forward(self, x):
-        if self.bias is None or not x.place.is_cpu_place() or not paddle.is_grad_enabled():
+        # Static graphs (paddle.jit.to_static, export) and GPUs get Paddle's own Linear.
+        if not paddle.in_dynamic_mode() or self.bias is None or not x.place.is_cpu_place():
+            return F.linear(x, self.weight, self.bias)
+        if not paddle.is_grad_enabled():
             return F.linear(x, self.weight, self.bias)
         if x.stop_gradient and self.weight.stop_gradient and self.bias.stop_gradient:
             return F.linear(x, self.weight, self.bias)
