@@ -5,11 +5,11 @@ import os
 import sys
 
 import pytest
+from conftest import ROOT, run_tool
 
 from adaptformer import freeze
 from adaptformer.config import ConfigError, load_config
 from adaptformer.engine.runner import build_model
-from conftest import ROOT, run_tool
 
 BENCH = os.path.join(ROOT, "tools", "benchmark.py")
 
@@ -17,13 +17,16 @@ BENCH = os.path.join(ROOT, "tools", "benchmark.py")
 def test_benchmark_compares_methods_side_by_side(tmp_path, tiny_config):
     config = tiny_config(data={"batch_size": 4})
     out, report = tmp_path / "bench.json", tmp_path / "bench.md"
-    proc = run_tool([sys.executable, BENCH, "-c", config, "--methods", "full,adaptformer@train.recompute=true,linear",
+    methods = "full,adaptformer@train.recompute=true,linear@env:FLAGS_use_stride_kernel=1"
+    proc = run_tool([sys.executable, BENCH, "-c", config, "--methods", methods,
                      "--steps", "2", "--warmup", "1", "--data", "--json", str(out), "--report", str(report)])
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     rows = {r["label"]: r["paddle"] for r in result["rows"]}
-    assert list(rows) == ["full", "adaptformer@train.recompute=true", "linear"]
-    for label, method in (("full", "full"), ("adaptformer@train.recompute=true", "adaptformer"), ("linear", "linear")):
+    linear = "linear@env:FLAGS_use_stride_kernel=1"
+    assert list(rows) == ["full", "adaptformer@train.recompute=true", linear]
+    assert rows[linear]["stride_kernel"] is True and rows["full"]["stride_kernel"] is False
+    for label, method in (("full", "full"), ("adaptformer@train.recompute=true", "adaptformer"), (linear, "linear")):
         expected = freeze.summary(build_model(load_config(config, method=method), log=lambda *a: None))
         assert rows[label]["trainable_params"] == expected.trainable, label
         assert rows[label]["method"] == method
@@ -32,10 +35,10 @@ def test_benchmark_compares_methods_side_by_side(tmp_path, tiny_config):
     assert rows["adaptformer@train.recompute=true"]["recompute"] is True
     assert rows["adaptformer@train.recompute=true"]["flops_per_step"]["recompute"] > 0
     flops = {k: r["flops_per_step"]["train"] for k, r in rows.items()}
-    assert flops["full"] > flops["adaptformer@train.recompute=true"] > flops["linear"] > 0
+    assert flops["full"] > flops["adaptformer@train.recompute=true"] > flops[linear] > 0
     assert result["peak_flops_per_s"] > 0
     text = report.read_text()
-    assert "Command: `OMP_NUM_THREADS=" in text and "--methods full,adaptformer@train.recompute=true,linear" in text
+    assert "Command: `OMP_NUM_THREADS=" in text and f"--methods {methods}" in text
     assert "| full | " in text and "| 1.00x |" in text
     assert "| method | trainable params |" in proc.stdout
     assert "Data loader (synthetic, 0 workers): " in text

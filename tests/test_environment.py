@@ -5,7 +5,10 @@ import sys
 
 from conftest import ROOT
 
-PROBE = "import {first}; import {second}, paddle; print(paddle.get_flags(['FLAGS_use_stride_kernel'])['FLAGS_use_stride_kernel'])"
+PROBE = (
+    "import {first}; import {second}, paddle; "
+    "print(paddle.get_flags(['FLAGS_use_stride_kernel'])['FLAGS_use_stride_kernel'])"
+)
 
 
 def stride_kernel(first, second, **env):
@@ -23,3 +26,12 @@ def test_strided_views_are_off_whether_paddle_came_first_or_not():
 
 def test_the_users_setting_wins():
     assert stride_kernel("adaptformer", "paddle", FLAGS_use_stride_kernel="1") == "True"
+
+
+def test_threads_default_to_the_usable_cores_unless_set():
+    probe = "import os, adaptformer, paddle; print(os.environ['OMP_NUM_THREADS'])"
+    base = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    for env, expected in ((base, str(len(os.sched_getaffinity(0)))), ({**base, "OMP_NUM_THREADS": "1"}, "1")):
+        proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env={**env, "PYTHONPATH": ROOT},
+                              capture_output=True, text=True, timeout=120)
+        assert proc.stdout.strip().splitlines()[-1] == expected, proc.stderr

@@ -2,6 +2,7 @@
 import numpy as np
 import paddle
 import pytest
+from test_engine import records, weights
 
 from adaptformer import freeze
 from adaptformer.config import AmpConfig, ConfigError, load_config
@@ -9,7 +10,6 @@ from adaptformer.engine import train
 from adaptformer.engine.step import TrainStep, group_sizes
 from adaptformer.engine.trainer import LAST
 from adaptformer.models import create_model
-from test_engine import records, weights
 
 
 def test_group_sizes_cover_the_epoch_with_a_short_last_group():
@@ -100,7 +100,8 @@ def test_recompute_is_off_outside_training():
 
 @pytest.mark.parametrize("dtype,level", [("float16", "O1"), ("bfloat16", "O2")])
 def test_amp_runs_and_trains(tiny_config, dtype, level, capsys):
-    cfg = load_config(tiny_config(train={"epochs": 3, "recompute": True, "amp": {"enabled": True, "dtype": dtype, "level": level}}))
+    amp = {"enabled": True, "dtype": dtype, "level": level}
+    cfg = load_config(tiny_config(train={"epochs": 3, "recompute": True, "amp": amp}))
     summary = train(cfg)
     recs = records(cfg.train.output_dir)
     assert recs[-1]["train_loss"] < recs[0]["train_loss"]

@@ -7,7 +7,8 @@ Each method runs in a fresh process (python -m adaptformer.engine.benchmark), on
 the other, so its peak memory is its own. A method may carry config overrides after
 '@', separated by ';': `adaptformer@train.recompute=true`. Ratios are to the 'full' row.
 With --torch, bench/torch_vit.py runs the same network and step in PyTorch right after
-each Paddle method it knows (full, linear, adaptformer).
+each Paddle method it knows (full, linear, adaptformer). `env:NAME=VALUE` items set an
+environment variable for that method's process, e.g. `full@env:FLAGS_use_stride_kernel=1`.
 """
 import argparse
 import json
@@ -39,13 +40,21 @@ def _run_json(cmd, env, what):
 
 
 def parse_variant(spec):
-    """'adaptformer@train.recompute=true;data.batch_size=16' -> ('adaptformer', [overrides])."""
+    """'adaptformer@train.recompute=true;env:FLAGS_x=1' -> ('adaptformer', [overrides], {env})."""
     method, _, rest = spec.partition("@")
-    return method.strip(), [o.strip() for o in rest.split(";") if o.strip()]
+    overrides, env = [], {}
+    for item in (o.strip() for o in rest.split(";")):
+        if item.startswith("env:"):
+            name, _, value = item[4:].partition("=")
+            env[name.strip()] = value.strip()
+        elif item:
+            overrides.append(item)
+    return method.strip(), overrides, env
 
 
 def measure_paddle(args, spec, env):
-    method, overrides = parse_variant(spec)
+    method, overrides, extra_env = parse_variant(spec)
+    env = {**env, **extra_env}
     cmd = [sys.executable, "-m", "adaptformer.engine.benchmark", "-c", args.config, "--method", method,
            "--steps", str(args.steps), "--warmup", str(args.warmup), "--eval-steps", str(args.eval_steps)]
     for o in args.override + overrides:
@@ -153,7 +162,7 @@ def main() -> None:
         raise ConfigError(f"--steps must be >= 1 and --warmup >= 0, got {args.steps} and {args.warmup}")
     specs = [s.strip() for s in args.methods.split(",") if s.strip()]
     for spec in specs:  # every config error before the first long measurement
-        method, overrides = parse_variant(spec)
+        method, overrides, _ = parse_variant(spec)
         load_config(args.config, args.override + overrides, method=method)
     if args.torch and not os.path.isfile(args.torch):
         raise ConfigError(f"--torch {args.torch}: no such Python (get one with ../shared/tools/torch-ref-env.sh)")
@@ -171,7 +180,7 @@ def main() -> None:
         p = row["paddle"]
         line = (f"{spec}: train {p['train_images_per_s']:.2f} img/s, eval {p['eval_images_per_s']:.2f} img/s, "
                 f"train memory {_fmt(p['train_memory_mb'], '.0f')} MB")
-        if args.torch and p["method"] in TORCH_METHODS and not p["recompute"] and not p["amp"]:
+        if args.torch and "@" not in spec and p["method"] in TORCH_METHODS and not p["amp"]:
             row["torch"] = measure_torch(args, p, env)
             t = row["torch"]
             line += f" | torch train {t['train_images_per_s']:.2f} img/s, eval {t['eval_images_per_s']:.2f} img/s"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -117,6 +118,8 @@ def measure(cfg: Config, steps: int = 5, warmup: int = 2, eval_steps: int = 5) -
         "device": paddle.device.get_device(),
         "amp": cfg.train.amp.enabled and paddle.device.is_compiled_with_cuda(),
         "recompute": cfg.train.recompute,
+        "threads": os.environ.get("OMP_NUM_THREADS"),
+        "stride_kernel": paddle.get_flags(["FLAGS_use_stride_kernel"])["FLAGS_use_stride_kernel"],
         "architecture": architecture(model, cfg),
     }
 

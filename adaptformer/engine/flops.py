@@ -89,7 +89,8 @@ class _Counter:
                 a, b = layer._factors(part)
                 # x @ A needs x's gradient only if x needs one; (xA) @ B always does when A trains.
                 self.product(name, 2 * rows * d_in * layer.rank, _needs_grad(x), _trainable(a))
-                self.product(name, 2 * rows * layer.rank * (stop - start), _needs_grad(x) or _trainable(a), _trainable(b))
+                up_flops = 2 * rows * layer.rank * (stop - start)
+                self.product(name, up_flops, _needs_grad(x) or _trainable(a), _trainable(b))
 
         def conv(layer, inputs, output):
             x = inputs[0]

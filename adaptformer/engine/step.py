@@ -33,8 +33,8 @@ class TrainStep:
     def forward_backward(self, images, labels, weight: float = 1.0, sync: bool = True) -> Tuple:
         """Adds weight * d(loss)/d(params) to the gradients; returns (loss, logits).
         sync=False skips the DataParallel all-reduce (a group's earlier micro-batches)."""
-        no_sync = self.net.no_sync() if not sync and isinstance(self.net, paddle.DataParallel) else contextlib.nullcontext()
-        with no_sync:
+        skip_all_reduce = not sync and isinstance(self.net, paddle.DataParallel)
+        with self.net.no_sync() if skip_all_reduce else contextlib.nullcontext():
             with self.autocast():
                 logits = self.net(images)
                 loss = self.loss_fn(logits, labels)

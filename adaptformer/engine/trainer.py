@@ -152,7 +152,9 @@ class Trainer:
             loss, logits = self.step.forward_backward(images, labels, 1.0 / groups[step], sync=last)
             loss_value = float(loss)
             if not np.isfinite(loss_value):
-                raise FloatingPointError(f"loss became {loss_value} at epoch {epoch} step {step + 1}; lower optimizer.lr")
+                raise FloatingPointError(
+                    f"loss became {loss_value} at epoch {epoch} step {step + 1}; lower optimizer.lr"
+                )
             meter.update(logits.numpy(), labels.numpy(), loss_value * labels.shape[0])
             if not last:
                 continue
