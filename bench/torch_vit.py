@@ -238,7 +238,9 @@ def _reset_peak_rss() -> None:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--method", required=True, choices=("full", "linear", "adaptformer"))
+    p.add_argument("--method", choices=("full", "linear", "adaptformer"))
+    p.add_argument("--gemm", action="store_true",
+                   help="print the float32 FLOP/s of a 2048^3 matrix product instead (the practical peak)")
     p.add_argument("--img-size", type=int, default=224)
     p.add_argument("--patch", type=int, default=16)
     p.add_argument("--dim", type=int, default=768)
@@ -260,14 +262,31 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--attention", choices=("sdpa", "plain"), default="sdpa",
                    help="sdpa: F.scaled_dot_product_attention; plain: matmul-softmax-matmul")
     args = p.parse_args(argv)
+    if not args.gemm and args.method is None:
+        p.error("--method is required (or --gemm)")
     if args.steps < 1 or args.eval_steps < 1 or args.warmup < 0:
         p.error("--steps and --eval-steps must be >= 1 and --warmup >= 0")
     return args
 
 
+def gemm_flops_per_s(n: int = 2048, repeats: int = 15, warmup: int = 3) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    times = []
+    for i in range(warmup + repeats):
+        t0 = time.perf_counter()
+        torch.matmul(a, b)
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return 2.0 * n**3 / statistics.median(times)
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.gemm:
+        print(json.dumps({"framework": "torch", "version": torch.__version__, "threads": args.threads,
+                          "gemm_flops_per_s": gemm_flops_per_s()}))
+        return
     torch.manual_seed(args.seed)
 
     model = VisionTransformer(

@@ -19,7 +19,7 @@ def test_benchmark_compares_methods_side_by_side(tmp_path, tiny_config):
     out, report = tmp_path / "bench.json", tmp_path / "bench.md"
     methods = "full,adaptformer@train.recompute=true,linear@env:FLAGS_use_stride_kernel=1"
     proc = run_tool([sys.executable, BENCH, "-c", config, "--methods", methods,
-                     "--steps", "2", "--warmup", "1", "--data", "--json", str(out), "--report", str(report)])
+                     "--steps", "1", "--rounds", "2", "--warmup", "1", "--data", "--json", str(out), "--report", str(report)])
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     rows = {r["label"]: r["paddle"] for r in result["rows"]}
@@ -30,6 +30,7 @@ def test_benchmark_compares_methods_side_by_side(tmp_path, tiny_config):
         expected = freeze.summary(build_model(load_config(config, method=method), log=lambda *a: None))
         assert rows[label]["trainable_params"] == expected.trainable, label
         assert rows[label]["method"] == method
+        # one timed step in each of two rounds, pooled
         assert len(rows[label]["train_step_s"]) == 2 and len(rows[label]["eval_step_s"]) == 2
         assert rows[label]["peak_mb"] >= rows[label]["baseline_mb"] > 0
     assert rows["adaptformer@train.recompute=true"]["recompute"] is True

@@ -74,6 +74,33 @@ def measure_torch(args, paddle_row, env):
     return _run_json(cmd, env, f"torch {paddle_row['method']}")
 
 
+def pool_rounds(rounds):
+    """One row per method from several rounds: step times pooled, throughput from their
+    medians, memory the highest peak seen."""
+    pooled = []
+    for i, first in enumerate(rounds[0]):
+        row = {"label": first["label"]}
+        for framework in ("paddle", "torch"):
+            runs = [rows[i][framework] for rows in rounds if framework in rows[i]]
+            if not runs:
+                continue
+            merged = dict(runs[0])
+            for key in ("train_step_s", "eval_step_s"):
+                merged[key] = [t for run in runs for t in run[key]]
+            train_s = statistics.median(merged["train_step_s"])
+            merged["train_images_per_s"] = merged["batch"] / train_s
+            merged["eval_images_per_s"] = merged["batch"] / statistics.median(merged["eval_step_s"])
+            if "achieved_flops_per_s" in merged:
+                merged["achieved_flops_per_s"] = merged["flops_per_step"]["train"] / train_s
+            worst = max(runs, key=lambda run: run.get("peak_mb") or run.get("peak_rss_mb") or 0)
+            for key in ("baseline_mb", "peak_mb", "train_memory_mb", "baseline_rss_mb", "peak_rss_mb"):
+                if key in worst:
+                    merged[key] = worst[key]
+            row[framework] = merged
+        pooled.append(row)
+    return pooled
+
+
 def _fmt(value, spec=".1f", none="-"):
     return none if value is None else format(value, spec)
 
@@ -143,6 +170,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed training and eval steps per method")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps before them")
     parser.add_argument("--eval-steps", type=int, default=None, help="timed eval steps (default: --steps)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat the whole sequence; step times are pooled (evens out a noisy machine)")
     parser.add_argument("--threads", type=int, default=None,
                         help="OMP_NUM_THREADS for the measured processes (default: inherited, else all cores)")
     parser.add_argument("--torch", metavar="PYTHON", help="also run bench/torch_vit.py with this Python (has torch)")
@@ -158,8 +187,9 @@ def main() -> None:
     from adaptformer.config import ConfigError, load_config
     from adaptformer.utils import atomic_write_text
 
-    if args.steps < 1 or args.warmup < 0:
-        raise ConfigError(f"--steps must be >= 1 and --warmup >= 0, got {args.steps} and {args.warmup}")
+    if args.steps < 1 or args.warmup < 0 or args.rounds < 1:
+        raise ConfigError(f"--steps and --rounds must be >= 1 and --warmup >= 0, got {args.steps}, "
+                          f"{args.rounds} and {args.warmup}")
     specs = [s.strip() for s in args.methods.split(",") if s.strip()]
     for spec in specs:  # every config error before the first long measurement
         method, overrides, _ = parse_variant(spec)
@@ -173,19 +203,28 @@ def main() -> None:
     peak = args.peak_tflops * 1e12 if args.peak_tflops else gemm["gemm_flops_per_s"]
     print(f"threads {env['OMP_NUM_THREADS']}; peak for 'of peak': {peak / 1e9:.1f} GFLOP/s "
           f"({'given' if args.peak_tflops else 'measured float32 matmul'})", flush=True)
+    torch_gemm = None
+    if args.torch:
+        torch_gemm = _run_json([args.torch, TORCH_SCRIPT, "--gemm", "--threads", env["OMP_NUM_THREADS"]], env,
+                               "torch matmul peak")["gemm_flops_per_s"]
+        print(f"the same matmul in PyTorch: {torch_gemm / 1e9:.1f} GFLOP/s", flush=True)
 
-    rows = []
-    for spec in specs:
-        row = {"label": spec, "paddle": measure_paddle(args, spec, env)}
-        p = row["paddle"]
-        line = (f"{spec}: train {p['train_images_per_s']:.2f} img/s, eval {p['eval_images_per_s']:.2f} img/s, "
-                f"train memory {_fmt(p['train_memory_mb'], '.0f')} MB")
-        if args.torch and "@" not in spec and p["method"] in TORCH_METHODS and not p["amp"]:
-            row["torch"] = measure_torch(args, p, env)
-            t = row["torch"]
-            line += f" | torch train {t['train_images_per_s']:.2f} img/s, eval {t['eval_images_per_s']:.2f} img/s"
-        print(line, flush=True)
-        rows.append(row)
+    rounds = []
+    for r in range(args.rounds):
+        rows = []
+        for spec in specs:
+            row = {"label": spec, "paddle": measure_paddle(args, spec, env)}
+            p = row["paddle"]
+            line = (f"{spec}: train {p['train_images_per_s']:.2f} img/s, eval {p['eval_images_per_s']:.2f} img/s, "
+                    f"train memory {_fmt(p['train_memory_mb'], '.0f')} MB")
+            if args.torch and "@" not in spec and p["method"] in TORCH_METHODS and not p["amp"]:
+                row["torch"] = measure_torch(args, p, env)
+                t = row["torch"]
+                line += f" | torch train {t['train_images_per_s']:.2f} img/s, eval {t['eval_images_per_s']:.2f} img/s"
+            print((f"round {r + 1}: " if args.rounds > 1 else "") + line, flush=True)
+            rows.append(row)
+        rounds.append(rows)
+    rows = pool_rounds(rounds)
 
     table = tables(rows, peak)
     if args.data:
@@ -201,6 +240,7 @@ def main() -> None:
     command = "python tools/benchmark.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     result = {"command": command, "machine": machine(), "threads": int(env["OMP_NUM_THREADS"]),
               "peak_flops_per_s": peak, "peak_source": "given" if args.peak_tflops else "measured matmul",
+              "paddle_matmul_flops_per_s": gemm["gemm_flops_per_s"], "torch_matmul_flops_per_s": torch_gemm,
               "rows": rows}
     if args.json:
         atomic_write_text(args.json, json.dumps(result, indent=2))
@@ -213,8 +253,11 @@ def main() -> None:
             f"Command: `OMP_NUM_THREADS={env['OMP_NUM_THREADS']} {command}`",
             "",
             f"Machine: {machine()}; {versions}; device {rows[0]['paddle']['device'] if rows else '?'}.",
-            f"Peak for 'of peak': {peak / 1e9:.1f} GFLOP/s ({result['peak_source']}).",
-            f"Medians of {args.steps} timed steps after {args.warmup} warm-up steps, one fixed batch.",
+            f"Peak for 'of peak': {peak / 1e9:.1f} GFLOP/s ({result['peak_source']})."
+            + (f" The same 2048^3 float32 matmul: Paddle {gemm['gemm_flops_per_s'] / 1e9:.1f}, "
+               f"PyTorch {torch_gemm / 1e9:.1f} GFLOP/s." if torch_gemm else ""),
+            f"Medians of {args.steps} timed steps after {args.warmup} warm-up steps in each of {args.rounds} "
+            "round(s), one fixed batch; each method and framework in its own process.",
             "",
             table,
             "",

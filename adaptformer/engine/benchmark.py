@@ -124,10 +124,10 @@ def measure(cfg: Config, steps: int = 5, warmup: int = 2, eval_steps: int = 5) -
     }
 
 
-def gemm_flops_per_s(n: int = 2048, repeats: int = 5) -> float:
+def gemm_flops_per_s(n: int = 2048, repeats: int = 15) -> float:
     """The practical peak: float32 FLOP/s of one large square matrix product."""
     a, b = paddle.randn([n, n]), paddle.randn([n, n])
-    times = _timed(lambda: paddle.matmul(a, b), repeats, warmup=2)
+    times = _timed(lambda: paddle.matmul(a, b), repeats, warmup=3)
     return 2.0 * n**3 / statistics.median(times)
 
 
