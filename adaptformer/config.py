@@ -514,7 +514,7 @@ def load_config(
     if extra:
         apply_overrides(data, extra, origin, f"{path} (study overrides)")
     if method is not None:
-        chosen = method.split("+")
+        chosen = [n.strip() for n in method.split("+")]
         section = data.setdefault("method", {})
         if not isinstance(section, dict):
             raise ConfigError(f"{path}: method must be a mapping, got {section!r}")

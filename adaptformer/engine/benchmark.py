@@ -27,7 +27,7 @@ from ..config import Config, load_config
 from . import memory
 from .flops import count_flops
 from .optim import build_optimizer
-from .runner import build_model
+from .runner import build_loaders, build_model
 from .step import TrainStep, decorate_for_amp, set_recompute
 from .trainer import seed_everything
 
@@ -134,8 +134,6 @@ def gemm_flops_per_s(n: int = 2048, repeats: int = 15) -> float:
 def loader_images_per_s(cfg: Config, batches: int = 20) -> Dict:
     """Images/s the config's training DataLoader delivers (decoding, augmentation,
     data.num_workers workers), to compare with the training step's appetite."""
-    from .runner import build_loaders
-
     loader, _, _ = build_loaders(cfg)
     batches = min(batches, len(loader))
     it = iter(loader)

@@ -167,7 +167,8 @@ class VisionTransformer(nn.Layer):
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Keep only each block's input for the backward pass and recompute the rest
-        (train.recompute): activation memory drops to about one block's worth."""
+        (train.recompute): the blocks keep one tensor each plus, during the backward
+        pass, one block's activations."""
         self.grad_checkpointing = enable
 
     def _recompute(self, x) -> bool:
