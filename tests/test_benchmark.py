@@ -9,6 +9,7 @@ from conftest import ROOT, run_tool
 
 from adaptformer import freeze
 from adaptformer.config import ConfigError, load_config
+from adaptformer.engine.benchmark import architecture
 from adaptformer.engine.runner import build_model
 
 BENCH = os.path.join(ROOT, "tools", "benchmark.py")
@@ -61,3 +62,17 @@ def test_one_file_can_describe_several_methods(tiny_config):
         load_config(path, ["method.name=full"])
     assert load_config(path, method="full").method.name == "full"
     assert load_config(path, method="adaptformer+vpt").method.adaptformer.bottleneck == 4
+
+
+
+@pytest.mark.parametrize("method,expected", [
+    ({"name": "full"}, True),
+    ({"name": "adaptformer", "adaptformer": {"bottleneck": 4}}, True),
+    ({"name": "adaptformer", "adaptformer": {"bottleneck": 4, "blocks": [1]}}, False),
+    ({"name": "adaptformer", "adaptformer": {"bottleneck": 4, "position": "sequential"}}, False),
+    ({"name": "adapter"}, False),  # Houlsby: GELU, sequential
+])
+def test_pytorch_reference_only_for_the_wiring_it_builds(tiny_config, method, expected):
+    cfg = load_config(tiny_config(method=method))
+    model = build_model(cfg, log=lambda *a: None)
+    assert architecture(model, cfg)["reference_wiring"] is expected

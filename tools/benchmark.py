@@ -217,7 +217,10 @@ def main() -> None:
             p = row["paddle"]
             line = (f"{spec}: train {p['train_images_per_s']:.2f} img/s, eval {p['eval_images_per_s']:.2f} img/s, "
                     f"train memory {_fmt(p['train_memory_mb'], '.0f')} MB")
-            if args.torch and "@" not in spec and p["method"] in TORCH_METHODS and not p["amp"]:
+            comparable = p["architecture"]["reference_wiring"] and not p["amp"]
+            if args.torch and "@" not in spec and p["method"] in TORCH_METHODS and not comparable:
+                line += " | no PyTorch run: bench/torch_vit.py has only the default adapter wiring, no AMP"
+            elif args.torch and "@" not in spec and p["method"] in TORCH_METHODS:
                 row["torch"] = measure_torch(args, p, env)
                 t = row["torch"]
                 line += f" | torch train {t['train_images_per_s']:.2f} img/s, eval {t['eval_images_per_s']:.2f} img/s"

@@ -59,6 +59,12 @@ def architecture(model: nn.Layer, cfg: Config) -> Dict:
     }
     if adapter is not None:
         arch.update(bottleneck=adapter.down_proj.weight.shape[1], adapter_dropout=adapter.dropout.p)
+    # bench/torch_vit.py builds one wiring: a parallel ReLU adapter reading the stream, in every block.
+    adapters = [b.adapter for b in blocks]
+    arch["reference_wiring"] = all(a is None for a in adapters) or all(
+        a is not None and a.position == "parallel" and a.adapter_input == "stream" and isinstance(a.act, nn.ReLU)
+        for a in adapters
+    )
     return arch
 
 
