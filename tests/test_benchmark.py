@@ -20,7 +20,8 @@ def test_benchmark_compares_methods_side_by_side(tmp_path, tiny_config):
     out, report = tmp_path / "bench.json", tmp_path / "bench.md"
     methods = "full,adaptformer@train.recompute=true,linear@env:FLAGS_use_stride_kernel=1"
     proc = run_tool([sys.executable, BENCH, "-c", config, "--methods", methods,
-                     "--steps", "1", "--rounds", "2", "--warmup", "1", "--data", "--json", str(out), "--report", str(report)])
+                     "--steps", "1", "--rounds", "2", "--warmup", "1", "--data",
+                     "--json", str(out), "--report", str(report)])
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     rows = {r["label"]: r["paddle"] for r in result["rows"]}
