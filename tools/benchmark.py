@@ -39,6 +39,11 @@ def _run_json(cmd, env, what):
     return json.loads(lines[-1])
 
 
+def _worker(extra, env, what):
+    """One measurement in a fresh process: python -m adaptformer.engine.benchmark EXTRA."""
+    return _run_json([sys.executable, "-m", "adaptformer.engine.benchmark"] + extra, env, what)
+
+
 def parse_variant(spec):
     """'adaptformer@train.recompute=true;env:FLAGS_x=1' -> ('adaptformer', [overrides], {env})."""
     method, _, rest = spec.partition("@")
@@ -55,11 +60,11 @@ def parse_variant(spec):
 def measure_paddle(args, spec, env):
     method, overrides, extra_env = parse_variant(spec)
     env = {**env, **extra_env}
-    cmd = [sys.executable, "-m", "adaptformer.engine.benchmark", "-c", args.config, "--method", method,
+    cmd = ["-c", args.config, "--method", method,
            "--steps", str(args.steps), "--warmup", str(args.warmup), "--eval-steps", str(args.eval_steps)]
     for o in args.override + overrides:
         cmd += ["-o", o]
-    return _run_json(cmd, env, f"paddle {spec}")
+    return _worker(cmd, env, f"paddle {spec}")
 
 
 def measure_torch(args, paddle_row, env):
@@ -199,7 +204,7 @@ def main() -> None:
 
     env = dict(os.environ, PYTHONPATH=_cli.ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env["OMP_NUM_THREADS"] = str(args.threads or os.environ.get("OMP_NUM_THREADS") or os.cpu_count())
-    gemm = _run_json([sys.executable, "-m", "adaptformer.engine.benchmark", "--gemm"], env, "matmul peak")
+    gemm = _worker(["--gemm"], env, "matmul peak")
     peak = args.peak_tflops * 1e12 if args.peak_tflops else gemm["gemm_flops_per_s"]
     print(f"threads {env['OMP_NUM_THREADS']}; peak for 'of peak': {peak / 1e9:.1f} GFLOP/s "
           f"({'given' if args.peak_tflops else 'measured float32 matmul'})", flush=True)
@@ -217,10 +222,10 @@ def main() -> None:
             p = row["paddle"]
             line = (f"{spec}: train {p['train_images_per_s']:.2f} img/s, eval {p['eval_images_per_s']:.2f} img/s, "
                     f"train memory {_fmt(p['train_memory_mb'], '.0f')} MB")
-            comparable = p["architecture"]["reference_wiring"] and not p["amp"]
-            if args.torch and "@" not in spec and p["method"] in TORCH_METHODS and not comparable:
+            wanted = args.torch and "@" not in spec and p["method"] in TORCH_METHODS
+            if wanted and (not p["architecture"]["reference_wiring"] or p["amp"]):
                 line += " | no PyTorch run: bench/torch_vit.py has only the default adapter wiring, no AMP"
-            elif args.torch and "@" not in spec and p["method"] in TORCH_METHODS:
+            elif wanted:
                 row["torch"] = measure_torch(args, p, env)
                 t = row["torch"]
                 line += f" | torch train {t['train_images_per_s']:.2f} img/s, eval {t['eval_images_per_s']:.2f} img/s"
@@ -231,8 +236,8 @@ def main() -> None:
 
     table = tables(rows, peak)
     if args.data:
-        data = _run_json([sys.executable, "-m", "adaptformer.engine.benchmark", "-c", args.config, "--loader"]
-                         + [a for o in args.override for a in ("-o", o)], env, "data loader")
+        data = _worker(["-c", args.config, "--loader"] + [a for o in args.override for a in ("-o", o)], env,
+                       "data loader")
         slowest = min(r["paddle"]["train_images_per_s"] for r in rows)
         fastest = max(r["paddle"]["train_images_per_s"] for r in rows)
         table += (f"\n\nData loader ({data['dataset']}, {data['num_workers']} workers): "

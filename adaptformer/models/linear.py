@@ -45,12 +45,16 @@ class _LinearFunction(PyLayer):
 
 
 class Linear(nn.Linear):
-    def forward(self, x):
-        # Static graphs (paddle.jit.to_static, export) and GPUs get Paddle's own Linear.
+    def _cpu_backward(self, x) -> bool:
+        # Static graphs (paddle.jit.to_static, export) and GPUs get Paddle's own Linear,
+        # as does anything with no backward pass to run.
         if not paddle.in_dynamic_mode() or self.bias is None or not x.place.is_cpu_place():
-            return F.linear(x, self.weight, self.bias)
+            return False
         if not paddle.is_grad_enabled():
-            return F.linear(x, self.weight, self.bias)
-        if x.stop_gradient and self.weight.stop_gradient and self.bias.stop_gradient:
-            return F.linear(x, self.weight, self.bias)
-        return _LinearFunction.apply(x, self.weight, self.bias)
+            return False
+        return not (x.stop_gradient and self.weight.stop_gradient and self.bias.stop_gradient)
+
+    def forward(self, x):
+        if self._cpu_backward(x):
+            return _LinearFunction.apply(x, self.weight, self.bias)
+        return F.linear(x, self.weight, self.bias)
