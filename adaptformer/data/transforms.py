@@ -88,6 +88,30 @@ class RandomResizedCrop(T.RandomResizedCrop):
         return F.resize(F.crop(img, top, left, h, w), self.size, self.interpolation)
 
 
+class ToNormalizedArray:
+    """PIL image (or HWC uint8 array) -> float32 CHW array, (x / 255 - mean) / std per channel.
+
+    The last step of every transform, in NumPy rather than Paddle's ToTensor + Normalize:
+    it runs in forked DataLoader workers, where Paddle tensor operations are not safe
+    (with them, short runs died with "segmentation fault encountered in DataLoader
+    workers" as an epoch's workers ended). Tensors are made in the main process.
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.mean = np.asarray(mean, dtype=np.float32).reshape(3, 1, 1)
+        self.std = np.asarray(std, dtype=np.float32).reshape(3, 1, 1)
+
+    def __call__(self, img: Any) -> np.ndarray:
+        hwc = np.asarray(img, dtype=np.float32)
+        if hwc.ndim != 3 or hwc.shape[2] != 3:
+            raise ValueError(f"expected an RGB image as height x width x 3, got shape {hwc.shape}")
+        chw = hwc.transpose(2, 0, 1) / np.float32(255.0)
+        return np.ascontiguousarray((chw - self.mean) / self.std, dtype=np.float32)
+
+    def __repr__(self) -> str:
+        return f"ToNormalizedArray(mean={self.mean.ravel().tolist()}, std={self.std.ravel().tolist()})"
+
+
 def eval_resize_size(img_size: int, crop_pct: float) -> int:
     """Shorter-side size before the centre crop: int(img_size / crop_pct) (224, 0.875 -> 256)."""
     return int(img_size / crop_pct)
@@ -128,7 +152,7 @@ def _check(cfg) -> None:
 
 
 def build_transforms(data_cfg, train: bool) -> T.Compose:
-    """PIL image -> normalised float32 CHW tensor; random only when `train`."""
+    """PIL image -> normalised float32 CHW NumPy array; random only when `train`."""
     _check(data_cfg)
     size = data_cfg.img_size
     aug = data_cfg.augment
@@ -155,6 +179,5 @@ def build_transforms(data_cfg, train: bool) -> T.Compose:
             ops.append(T.RandomHorizontalFlip(aug.hflip))
         if aug.rotation > 0:
             ops.append(T.RandomRotation(aug.rotation))
-    ops.append(T.ToTensor())
-    ops.append(T.Normalize(mean=list(data_cfg.mean), std=list(data_cfg.std)))
+    ops.append(ToNormalizedArray(data_cfg.mean, data_cfg.std))
     return T.Compose(ops)

@@ -14,6 +14,7 @@ from .. import freeze
 from ..checkpoint import load_checkpoint, read_state
 from ..config import Config, ConfigError, dump, save_config
 from ..data import build_dataset, class_names
+from ..data.workers import worker_init_fn
 from ..methods import apply_method
 from ..models import create_model
 from ..utils import atomic_write_text
@@ -75,10 +76,11 @@ def build_loaders(cfg: Config) -> Tuple[DataLoader, DataLoader, List[str]]:
     if len(names) != cfg.model.num_classes:
         raise ConfigError(f"model.num_classes is {cfg.model.num_classes} but the data has {len(names)} classes")
     sampler = DistributedBatchSampler(train_set, batch_size=d.batch_size, shuffle=True, drop_last=False)
-    train_loader = DataLoader(train_set, batch_sampler=sampler, num_workers=d.num_workers)
+    train_loader = DataLoader(train_set, batch_sampler=sampler, num_workers=d.num_workers, worker_init_fn=worker_init_fn())
     # Each process evaluates every world_size-th sample (no padding), and the counts are summed.
     shard = Subset(eval_set, list(range(dist.rank(), len(eval_set), dist.world_size())))
-    eval_loader = DataLoader(shard, batch_size=d.eval_batch_size or d.batch_size, shuffle=False, num_workers=d.num_workers)
+    eval_loader = DataLoader(shard, batch_size=d.eval_batch_size or d.batch_size, shuffle=False,
+                             num_workers=d.num_workers, worker_init_fn=worker_init_fn())
     return train_loader, eval_loader, names
 
 
