@@ -133,6 +133,11 @@ class DataConfig:
     # Eval crop fraction crop_pct: Resize(int(img_size / crop_pct), bicubic) + CenterCrop(img_size)
     # (0.875: Resize 256 + CenterCrop 224); None = Resize((img_size, img_size)) as for training.
     eval_resize_crop: Optional[float] = None
+    # Fraction of every class's training images held out as the validation split, on which the
+    # best epoch is chosen; the test split is then evaluated once, at the end. 0 = no hold-out:
+    # every epoch is evaluated on the test split and the best epoch is chosen there (the paper's protocol).
+    val_fraction: float = 0.0
+    val_seed: int = 0  # which images are held out (per class), independent of train.seed
     synthetic_train_size: int = 256
     synthetic_eval_size: int = 64
     synthetic_num_classes: int = 10
@@ -146,6 +151,9 @@ class OptimizerConfig:
     weight_decay: float = 5e-4
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
     grad_clip_norm: Optional[float] = None
+    # Learning-rate multipliers by parameter-name pattern (freeze.py's patterns), e.g. {adapter: 10}:
+    # those parameters train at lr x 10. Each pattern must match a trainable parameter.
+    lr_mult: Dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -200,6 +208,22 @@ class StageConfig:
     config: str  # path of a run config, relative to the study file
     pretrained_from: Optional[str] = None  # name of an earlier stage whose best checkpoint is the backbone
     overrides: Dict[str, Any] = field(default_factory=dict)  # dotted keys, as with -o
+    # A committed result of this stage (relative to the study file), used instead of training it
+    # while study.use_checkpoints is true; its sha256 is checked first. Its summary is read from
+    # the file of the same name ending in .summary.json.
+    checkpoint: Optional[str] = None
+    checkpoint_sha256: Optional[str] = None
+
+
+@dataclass
+class SweepConfig:
+    """Choose one run-config key per stage on the validation split: every stage in `stages` is
+    trained once per value (first seed), and the value with the best validation top-1 is used
+    for its seeded runs. The same grid for every stage."""
+
+    key: Optional[str] = None  # dotted run-config key, e.g. optimizer.lr; None = no sweep
+    values: List[Any] = field(default_factory=list)
+    stages: List[str] = field(default_factory=list)  # empty = every stage that is not a backbone
 
 
 @dataclass
@@ -209,6 +233,13 @@ class StudyConfig:
     stages: List[StageConfig]
     # Per-stage keys applied to every stage before its own overrides.
     overrides: Dict[str, Any] = field(default_factory=dict)
+    # Every stage that is not another stage's backbone runs once per seed (train.seed); empty =
+    # once, with its config's seed.
+    seeds: List[int] = field(default_factory=list)
+    use_checkpoints: bool = True  # false: train stages that have a committed checkpoint too
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    # Pairs of stages compared image by image on the test split: [[adaptformer, linear], ...]
+    compare: List[List[str]] = field(default_factory=list)
 
 
 METHODS = ("full", "linear", "adaptformer", "vpt", "adapter", "lora", "bitfit")
@@ -491,6 +522,8 @@ def _check_consistency(cfg: Config, origin: Dict[str, str], src: str) -> None:
         fail("data.augment.rrc_ratio", f"must be [min, max] with 0 < min <= max, got {aug.rrc_ratio}")
     if cfg.data.eval_resize_crop is not None and not 0 < cfg.data.eval_resize_crop <= 1:
         fail("data.eval_resize_crop", f"is a crop fraction and must be in (0, 1], got {cfg.data.eval_resize_crop}")
+    if not 0.0 <= cfg.data.val_fraction < 1.0:
+        fail("data.val_fraction", f"is a fraction of the training images and must be in [0, 1), got {cfg.data.val_fraction}")
     if cfg.optimizer.lr <= 0:
         fail("optimizer.lr", f"must be > 0, got {cfg.optimizer.lr}")
 
@@ -534,13 +567,28 @@ def is_study(path: str) -> bool:
     return "study" in load_yaml(path)
 
 
-def load_study(path: str) -> StudyConfig:
+def split_study_overrides(overrides: Optional[List[str]]) -> tuple:
+    """(-o study.KEY=VALUE as a dict, the other -o strings, which go to every stage's run config)."""
+    study, runs = {}, []
+    for o in overrides or []:
+        key, value = parse_override(o)
+        if key.startswith("study."):
+            study[key[len("study."):]] = value
+        else:
+            runs.append(o)
+    return study, runs
+
+
+def load_study(path: str, overrides: Optional[Dict[str, Any]] = None) -> StudyConfig:
+    """A study file; `overrides` are its own keys (without the study. prefix) from -o."""
     origin: Dict[str, str] = {}
     data = _load_with_bases(path, origin)
     unknown = set(data) - {"study"}
     if unknown:
         raise ConfigError(f"{path}: a study file holds only a 'study:' section, found {sorted(unknown)}")
-    study = _build(StudyConfig, data["study"], {("study." + k): v for k, v in origin.items()}, path)
+    if overrides:
+        apply_overrides(data, {f"study.{k}": v for k, v in overrides.items()}, origin, "-o")
+    study = _build(StudyConfig, data["study"], origin, path, prefix="study.")
     names = [s.name for s in study.stages]
     if len(set(names)) != len(names):
         raise ConfigError(f"{path}: study.stages names must be distinct, got {names}")
@@ -550,6 +598,12 @@ def load_study(path: str) -> StudyConfig:
                 f"{path}: stage '{s.name}' has pretrained_from '{s.pretrained_from}', "
                 f"which is not an earlier stage ({names[:i]})"
             )
+    for pair in study.compare:
+        if len(pair) != 2 or any(n not in names for n in pair):
+            raise ConfigError(f"{path}: study.compare entries must be two stage names from {names}, got {pair}")
+    bad = [n for n in study.sweep.stages if n not in names]
+    if bad or (study.sweep.key is not None and not study.sweep.values):
+        raise ConfigError(f"{path}: study.sweep needs values and stage names from {names}, got stages {bad or []}")
     return study
 
 

@@ -67,9 +67,13 @@ def train_all(model: nn.Layer) -> None:
         p.stop_gradient = False
 
 
+def trainable_named_parameters(model: nn.Layer) -> dict:
+    """Name -> parameter for what an optimizer should see: frozen ones carry no optimizer state."""
+    return {n: p for n, p in model.named_parameters() if not p.stop_gradient}
+
+
 def trainable_parameters(model: nn.Layer) -> list:
-    """The parameters an optimizer should see: frozen ones carry no optimizer state."""
-    return [p for p in model.parameters() if not p.stop_gradient]
+    return list(trainable_named_parameters(model).values())
 
 
 def set_train_mode(model: nn.Layer) -> None:

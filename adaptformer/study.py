@@ -1,144 +1,173 @@
-"""A study: several runs chained (e.g. pretrain -> frozen transfer -> full
-transfer), then one results table (Markdown + CSV) and learning curves (PNG)."""
+"""A study: several runs chained (e.g. pretrain -> frozen transfer -> full transfer),
+repeated over seeds, optionally with one key chosen per stage on the validation split,
+then one results table with paired comparisons (adaptformer/study_report.py).
+
+Every run's config is built and checked before the first one trains, so a typo in the
+last stage costs nothing.
+"""
 from __future__ import annotations
 
-import csv
-import io
+import hashlib
 import json
 import os
-from typing import Dict, List, Optional
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
 
-from .config import ConfigError, load_config, load_study
+from .config import Config, ConfigError, StageConfig, StudyConfig, load_config, load_study, split_study_overrides
 from .engine import dist
 from .engine.logger import read_records
-from .engine.runner import train
+from .engine.runner import TEST_PREDICTIONS, train
 from .engine.trainer import BEST, LAST
-from .utils import atomic_write, atomic_write_text
+from .study_report import write_results, write_sweep
 
-# Keys a study sets for each stage itself.
-STUDY_KEYS = ("train.output_dir", "model.pretrained")
-
-COLUMNS = [
-    ("stage", "stage"),
-    ("method", "method"),
-    ("trainable_params", "trainable params"),
-    ("trainable_percent", "trainable %"),
-    ("trainable_mb", "trainable MB"),
-    ("best_top1", "top-1"),
-    ("best_top5", "top-5"),
-    ("best_epoch", "best epoch"),
-    ("epochs", "epochs"),
-    ("epoch_time_s", "s / epoch"),
-    ("peak_memory_mb", "peak memory MB"),
-]
+# Keys a study sets for each run itself.
+STUDY_KEYS = ("train.output_dir", "model.pretrained", "train.seed")
 
 
-def run_study(path: str, overrides: Optional[List[str]] = None, resume: bool = False) -> List[Dict]:
-    study = load_study(path)
-    for o in overrides or []:
-        if o.split("=", 1)[0].strip() in STUDY_KEYS:
-            raise ConfigError(f"-o {o}: a study sets {', '.join(STUDY_KEYS)} per stage; change study.output_dir instead")
-    rows = []
+@dataclass
+class Run:
+    """One training run of a stage: the keys the study sets, and its config once built."""
+
+    stage: StageConfig
+    keys: Dict[str, Any]
+    sweep: bool = False
+    sweep_value: Any = None
+
+    def config(self, folder: str, run_overrides: List[str], **more: Any) -> Config:
+        return load_config(os.path.join(folder, self.stage.config), run_overrides, extra={**self.keys, **more})
+
+
+@dataclass
+class StageResult:
+    stage: StageConfig
+    runs: List[Dict] = field(default_factory=list)  # summary, records and test predictions of each run
+    shipped: Optional[str] = None  # the committed checkpoint used instead of training
+
+
+def run_study(path: str, overrides: Optional[List[str]] = None, resume: bool = False) -> List[StageResult]:
+    study_overrides, run_overrides = split_study_overrides(overrides)
+    study = load_study(path, study_overrides)
+    for o in run_overrides:
+        key = o.split("=", 1)[0].strip()
+        if key in STUDY_KEYS or key == study.sweep.key:
+            raise ConfigError(f"-o {o}: a study sets {key} per run; change the study file (or -o study.*) instead")
+    folder = os.path.dirname(path)
+    plan = {s.name: plan_stage(study, folder, s) for s in study.stages}
+    planned = [r for p in plan.values() for r in p["runs"] + p["sweep"]]
+    for run in planned:
+        cfg = run.config(folder, run_overrides)
+        if run.sweep and cfg.data.val_fraction <= 0:
+            raise ConfigError(f"stage '{run.stage.name}': study.sweep chooses on the validation split, "
+                              f"so its config {run.stage.config} needs data.val_fraction > 0")
+    print(f"study {study.name}: {len(planned)} runs planned (every config checked); results in {study.output_dir}")
+
+    results: List[StageResult] = []
+    backbones: Dict[str, str] = {}
+    sweep_rows: List[Dict] = []
     for stage in study.stages:
-        out = os.path.join(study.output_dir, stage.name)
-        extra = {**study.overrides, **stage.overrides, "train.output_dir": out}
-        if stage.pretrained_from:
-            extra["model.pretrained"] = os.path.join(study.output_dir, stage.pretrained_from, BEST)
-        cfg = load_config(os.path.join(os.path.dirname(path), stage.config), overrides, extra=extra)
-        summary_path = os.path.join(out, "summary.json")
-        if resume and os.path.exists(summary_path):
-            print(f"== stage {stage.name}: already finished ({summary_path})")
-            with open(summary_path, encoding="utf-8") as f:
-                summary = json.load(f)
-        else:
-            print(f"== stage {stage.name}: {cfg.method.name} on {cfg.data.dataset}, output {out}")
-            summary = train(cfg, resume=resume and os.path.exists(os.path.join(out, LAST)))
-        records = read_records(os.path.join(out, "metrics.jsonl")) if dist.is_main() else []
-        times = [r["epoch_time_s"] for r in records]
-        rows.append({"stage": stage.name, **summary, "epoch_time_s": sum(times) / len(times) if times else None,
-                     "records": records, "pretrained_from": stage.pretrained_from})
+        result = StageResult(stage)
+        shipped = shipped_checkpoint(study, folder, stage)
+        if shipped is not None:
+            print(f"== stage {stage.name}: committed checkpoint {shipped} (sha256 checked; "
+                  "-o study.use_checkpoints=false trains it instead)")
+            result.shipped = shipped
+            result.runs.append(shipped_run(shipped))
+            backbones[stage.name] = shipped
+            results.append(result)
+            continue
+        more = {"model.pretrained": backbones[stage.pretrained_from]} if stage.pretrained_from else {}
+        chosen: Dict[str, Any] = {}
+        if plan[stage.name]["sweep"]:
+            done = [execute(r.config(folder, run_overrides, **more), resume) for r in plan[stage.name]["sweep"]]
+            scores = [d["summary"]["best_top1"] for d in done]
+            values = [r.sweep_value for r in plan[stage.name]["sweep"]]
+            best = values[scores.index(max(scores))]  # the first of equal scores
+            chosen = {study.sweep.key: best}
+            sweep_rows += [{"stage": stage.name, "key": study.sweep.key, "value": v, "val_top1": sc,
+                            "chosen": v == best} for v, sc in zip(values, scores)]
+            print(f"== stage {stage.name}: {study.sweep.key} = {best!r} chosen on the validation split")
+        for run in plan[stage.name]["runs"]:
+            result.runs.append(execute(run.config(folder, run_overrides, **more, **chosen), resume))
+        backbones[stage.name] = os.path.join(result.runs[0]["summary"]["output_dir"], BEST)
+        results.append(result)
     if dist.is_main():
-        write_results(study.output_dir, rows)
-    return rows
+        if sweep_rows:
+            write_sweep(study.output_dir, sweep_rows)
+        write_results(study, results)
+    return results
 
 
-def _fmt(key: str, value) -> str:
-    if value is None:
-        return ""
-    if key in ("best_top1", "best_top5"):
-        return f"{value:.4f}"
-    if key in ("trainable_percent", "trainable_mb", "epoch_time_s"):
-        return f"{value:.2f}"
-    if key == "peak_memory_mb":
-        return f"{value:.0f}"
-    if key == "trainable_params":
-        return f"{value:,}"
-    return str(value)
+def plan_stage(study: StudyConfig, folder: str, stage: StageConfig) -> Dict[str, List[Run]]:
+    """A stage's runs: once per seed (once if it is another stage's backbone or there are no
+    seeds), plus its sweep runs; none if a committed checkpoint stands in for it."""
+    if shipped_checkpoint(study, folder, stage, check=False) is not None:
+        return {"runs": [], "sweep": []}
+    backbone = any(s.pretrained_from == stage.name for s in study.stages)
+    seeds = [None] if backbone or not study.seeds else list(study.seeds)
+    base = {**study.overrides, **stage.overrides}
+    stage_out = os.path.join(study.output_dir, stage.name)
+
+    def run(out: str, seed: Optional[int], **keys: Any) -> Run:
+        seeded = {} if seed is None else {"train.seed": seed}
+        return Run(stage, {**base, **keys, **seeded, "train.output_dir": out}, bool(keys), keys.get(study.sweep.key))
+
+    runs = [run(stage_out if seed is None else os.path.join(stage_out, f"seed{seed}"), seed) for seed in seeds]
+    swept = study.sweep.key is not None and (
+        stage.name in study.sweep.stages if study.sweep.stages else not backbone)
+    sweep = [run(os.path.join(stage_out, "sweep", f"{study.sweep.key}={v}"), seeds[0], **{study.sweep.key: v})
+             for v in (study.sweep.values if swept else [])]
+    return {"runs": runs, "sweep": sweep}
 
 
-def results_markdown(rows: List[Dict]) -> str:
-    lines = ["| " + " | ".join(h for _, h in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for r in rows:
-        lines.append("| " + " | ".join(_fmt(k, r.get(k)) for k, _ in COLUMNS) + " |")
-    return "\n".join(lines) + "\n"
+def shipped_checkpoint(study: StudyConfig, folder: str, stage: StageConfig, check: bool = True) -> Optional[str]:
+    """The committed checkpoint standing in for `stage`, its sha256 checked; None if it is to be trained."""
+    if stage.checkpoint is None or not study.use_checkpoints:
+        return None
+    path = os.path.normpath(os.path.join(folder, stage.checkpoint))
+    if not os.path.isfile(path):
+        raise ConfigError(f"stage '{stage.name}': checkpoint {path} not found "
+                          "(-o study.use_checkpoints=false trains the stage instead)")
+    if check and stage.checkpoint_sha256 is not None:
+        digest = sha256_of(path)
+        if digest != stage.checkpoint_sha256:
+            raise ConfigError(f"stage '{stage.name}': {path} has sha256 {digest}, the study expects "
+                              f"{stage.checkpoint_sha256}")
+    return path
 
 
-def write_results(folder: str, rows: List[Dict]) -> None:
-    os.makedirs(folder, exist_ok=True)
-    atomic_write_text(os.path.join(folder, "results.md"), results_markdown(rows))
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow([k for k, _ in COLUMNS])
-    for r in rows:
-        writer.writerow(["" if r.get(k) is None else r.get(k) for k, _ in COLUMNS])
-    atomic_write_text(os.path.join(folder, "results.csv"), buf.getvalue())
-    plot_curves(rows, os.path.join(folder, "curves.png"))
-    plot_accuracy_vs_parameters(rows, os.path.join(folder, "accuracy_vs_params.png"))
-    print(f"results: {os.path.join(folder, 'results.md')}\n{results_markdown(rows)}")
+def sha256_of(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: str) -> None:
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    _pyplot().close(fig)
+def shipped_run(checkpoint: str) -> Dict:
+    """What the run that produced a committed checkpoint recorded, from <name>.summary.json beside it."""
+    side = os.path.splitext(checkpoint)[0] + ".summary.json"
+    if not os.path.isfile(side):
+        raise ConfigError(f"{checkpoint}: its run summary {side} is missing")
+    with open(side, encoding="utf-8") as f:
+        saved = json.load(f)
+    return {"summary": saved["summary"], "records": saved.get("records", []), "predictions": None}
 
 
-def plot_curves(rows: List[Dict], path: str) -> None:
-    fig, (ax_acc, ax_loss) = _pyplot().subplots(1, 2, figsize=(11, 4))
-    for r in rows:
-        recs = r["records"]
-        evals = [x for x in recs if "eval_top1" in x]
-        label = f"{r['stage']} ({r['method']})"
-        ax_acc.plot([x["epoch"] for x in evals], [x["eval_top1"] for x in evals], marker="o", label=label)
-        ax_loss.plot([x["epoch"] for x in recs], [x["train_loss"] for x in recs], marker="o", label=label)
-    ax_acc.set(xlabel="epoch", ylabel="eval top-1", title="Eval accuracy")
-    ax_loss.set(xlabel="epoch", ylabel="train loss", title="Training loss")
-    for ax in (ax_acc, ax_loss):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    _save(fig, path)
-
-
-def plot_accuracy_vs_parameters(rows: List[Dict], path: str) -> None:
-    """Best eval top-1 against trainable parameters (log scale), one point per stage; when some stages
-    transfer from another, only those (the source stage solved a different task)."""
-    transfers = [r for r in rows if r.get("pretrained_from")] or rows
-    fig, ax = _pyplot().subplots(figsize=(7, 4.5))
-    for i, r in enumerate(transfers):
-        ax.scatter(r["trainable_params"], r["best_top1"], s=40)
-        # Alternate label offsets: methods of equal size and accuracy would print over each other.
-        ax.annotate(r["stage"], (r["trainable_params"], r["best_top1"]), textcoords="offset points",
-                    xytext=(6, 5 if i % 2 == 0 else -11), fontsize=8)
-    ax.set_xscale("log")
-    ax.set(xlabel="trainable parameters (log scale)", ylabel="best eval top-1", title="Accuracy against trainable parameters")
-    ax.grid(alpha=0.3, which="both")
-    _save(fig, path)
+def execute(cfg: Config, resume: bool) -> Dict:
+    """Train one run (or, with --resume, reuse it if it finished) and collect what the report needs."""
+    out = cfg.train.output_dir
+    summary_path = os.path.join(out, "summary.json")
+    if resume and os.path.exists(summary_path):
+        print(f"== {out}: already finished")
+        with open(summary_path, encoding="utf-8") as f:
+            summary = json.load(f)
+    else:
+        print(f"== {out}: {cfg.method.name} on {cfg.data.dataset}, seed {cfg.train.seed}")
+        summary = train(cfg, resume=resume and os.path.exists(os.path.join(out, LAST)))
+    records = read_records(os.path.join(out, "metrics.jsonl")) if dist.is_main() else []
+    predictions = None
+    pred_path = os.path.join(out, TEST_PREDICTIONS)
+    if os.path.exists(pred_path):
+        with open(pred_path, encoding="utf-8") as f:
+            predictions = json.load(f)
+    return {"summary": summary, "records": records, "predictions": predictions}

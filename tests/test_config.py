@@ -82,7 +82,7 @@ def test_saved_config_reloads_identically(tmp_path, method):
 
 
 def test_study_requires_stage_fields_and_earlier_sources(tmp_path):
-    with pytest.raises(ConfigError, match="missing required key 'stages\\[0\\].config'"):
+    with pytest.raises(ConfigError, match="missing required key 'study.stages\\[0\\].config'"):
         load_study(write(tmp_path / "s.yaml", {"study": {"name": "x", "output_dir": "o", "stages": [{"name": "a"}]}}))
     with pytest.raises(ConfigError, match="not an earlier stage"):
         load_study(write(tmp_path / "t.yaml", {"study": {"name": "x", "output_dir": "o", "stages": [

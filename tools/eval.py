@@ -1,24 +1,35 @@
-"""Evaluate a checkpoint: top-1/top-5, per-class accuracy, confusion matrix, JSON.
+"""Evaluate a checkpoint on the test split: top-1/top-5, per-class accuracy, confusion matrix, JSON.
 
-    python tools/eval.py                                   # best checkpoint of configs/cifar10_frozen.yaml's run
+    python tools/eval.py                                       # the most recent run under output/
     python tools/eval.py --checkpoint output/x/best.pdparams   # uses output/x/config.yaml
-    python tools/eval.py -c CONFIG --checkpoint PATH [-o key=value ...] [--json OUT]
+    python tools/eval.py -c CONFIG --checkpoint PATH [-o key=value ...] [--split val] [--json OUT]
 """
 import argparse
+import glob
 import json
 import os
 
 import _cli
 
-DEFAULT_CONFIG = os.path.join(_cli.ROOT, "configs", "cifar10_frozen.yaml")
+RUNS = "output"
+QUICK_START = ("python tools/train.py -c configs/cpu/study_cifar10_split.yaml "
+               "-o data.data_file=../shared/data/cifar10-subset/cifar-10-python.tar.gz")
+
+
+def most_recent_checkpoint(folder: str):
+    """The newest best.pdparams under `folder` (any depth), or None."""
+    found = glob.glob(os.path.join(folder, "**", "best.pdparams"), recursive=True)
+    return max(found, key=os.path.getmtime) if found else None
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-c", "--config", help="run config (default: the checkpoint's saved config.yaml, "
-                        "else configs/cifar10_frozen.yaml)")
-    parser.add_argument("--checkpoint", help="weights to evaluate (default: best.pdparams in train.output_dir)")
+    parser.add_argument("-c", "--config", help="run config (default: the config.yaml saved beside the checkpoint)")
+    parser.add_argument("--checkpoint", help="weights to evaluate (default: best.pdparams of -c's train.output_dir, "
+                        "else the most recent best.pdparams under output/)")
     parser.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--split", choices=("test", "val"), default="test",
+                        help="test (default), or the validation hold-out of data.val_fraction")
     parser.add_argument("--json", help="where to write the results (default: next to the checkpoint)")
     args = parser.parse_args()
 
@@ -26,30 +37,32 @@ def main() -> None:
     from adaptformer.config import load_config
     from adaptformer.engine import evaluate
     from adaptformer.engine.trainer import BEST
+    from adaptformer.utils import atomic_write_text
 
     checkpoint = args.checkpoint
-    if checkpoint is None:
-        checkpoint = os.path.join(load_config(args.config or DEFAULT_CONFIG, args.override).train.output_dir, BEST)
+    if checkpoint is None and args.config:
+        checkpoint = os.path.join(load_config(args.config, args.override).train.output_dir, BEST)
+    elif checkpoint is None:
+        checkpoint = most_recent_checkpoint(RUNS)
+        if checkpoint is None:
+            raise CheckpointError(f"no trained run under {os.path.abspath(RUNS)}: train first ({QUICK_START}) "
+                                  "or pass --checkpoint PATH")
+        print(f"evaluating the most recent run: {checkpoint}")
     if not os.path.isfile(checkpoint):
-        raise CheckpointError(
-            f"no checkpoint at {checkpoint}: train first (python tools/train.py -c "
-            f"{args.config or 'configs/cifar10_frozen.yaml'}) or pass --checkpoint PATH"
-        )
-    config = args.config
-    if config is None:
-        saved = os.path.join(os.path.dirname(checkpoint), "config.yaml")
-        config = saved if os.path.isfile(saved) else DEFAULT_CONFIG
-    result = evaluate(load_config(config, args.override), checkpoint)
+        raise CheckpointError(f"no checkpoint at {checkpoint}: train first (python tools/train.py -c "
+                              f"{args.config or 'CONFIG'}) or pass --checkpoint PATH")
+    config = args.config or os.path.join(os.path.dirname(checkpoint), "config.yaml")
+    if not os.path.isfile(config):
+        raise CheckpointError(f"{checkpoint}: no config.yaml beside it; pass -c CONFIG")
+    result = evaluate(load_config(config, args.override), checkpoint, split=args.split)
 
     print(f"checkpoint {checkpoint} (config {config})")
-    print(f"top-1 {result['top1']:.4f}" + (f"  top-5 {result['top5']:.4f}" if "top5" in result else "")
+    print(f"{args.split} top-1 {result['top1']:.4f}" + (f"  top-5 {result['top5']:.4f}" if "top5" in result else "")
           + f"  loss {result['loss']:.4f}  on {result['num_samples']} images")
     width = max(len(n) for n in result["class_names"])
     for name, acc in result["per_class_accuracy"].items():
         print(f"  {name:<{width}}  {acc:.4f}")
-    out = args.json or os.path.splitext(checkpoint)[0] + "_eval.json"
-    from adaptformer.utils import atomic_write_text
-
+    out = args.json or os.path.splitext(checkpoint)[0] + f"_{args.split}_eval.json"
     atomic_write_text(out, json.dumps(result, indent=2))
     print(f"wrote {out}")
 

@@ -1,13 +1,21 @@
 """Datasets driven by `DataConfig`: CIFAR-10/100 archives, image folders and a synthetic set.
 
-`build_dataset(cfg.data, "train" | "eval")` returns a `paddle.io.Dataset` of
-(float32 tensor [3, img_size, img_size], int64 label as a 0-d numpy array).
-"eval" is the archive's test split for CIFAR, and the data.eval_split folder
-(val | test) for `data.dataset: folder` (layout in adaptformer/data/folder.py).
+`build_dataset(cfg.data, split)` returns a `paddle.io.Dataset` of (float32 NumPy
+array [3, img_size, img_size], int64 label as a 0-d NumPy array). Splits:
+- "test": the archive's test split for CIFAR, the data.eval_split folder
+  (val | test) for `data.dataset: folder` (layout in adaptformer/data/folder.py);
+- "train" and "val": with data.val_fraction > 0, the training images minus / only
+  a per-class, seeded hold-out (data.val_seed); with 0, "train" is every training
+  image and there is no "val";
+- "eval": the split evaluated every epoch and used to pick the best epoch: "val"
+  when there is one, else "test" (the paper's protocol).
 """
 from __future__ import annotations
 
 from typing import Any, Callable, List, Optional
+
+import numpy as np
+from paddle.io import Subset as _PaddleSubset
 
 
 class DataError(ValueError):
@@ -16,6 +24,7 @@ class DataError(ValueError):
 
 from adaptformer.data.cifar import KINDS, cifar_class_names, load_cifar  # noqa: E402
 from adaptformer.data.folder import folder_class_names, load_folder  # noqa: E402
+from adaptformer.data.holdout import dataset_labels, holdout_indices  # noqa: E402
 from adaptformer.data.normalization import (  # noqa: E402
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -30,6 +39,7 @@ __all__ = [
     "DataError",
     "build_dataset",
     "build_transforms",
+    "eval_split",
     "class_names",
     "num_classes",
     "SyntheticImages",
@@ -40,7 +50,7 @@ __all__ = [
     "NORMALIZATIONS",
 ]
 
-SPLITS = ("train", "eval")
+SPLITS = ("train", "val", "test", "eval")
 SYNTHETIC_SEEDS = {"train": 0, "eval": 1}
 
 
@@ -84,18 +94,46 @@ def class_names(data_cfg) -> List[str]:
     return names if data_cfg.classes is None else [names[c] for c in data_cfg.classes]
 
 
+def eval_split(data_cfg) -> str:
+    """The split evaluated every epoch: the hold-out when there is one, else the test split."""
+    return "val" if data_cfg.val_fraction > 0 else "test"
+
+
 def build_dataset(data_cfg, split: str, train_transform: Optional[Callable[[Any], Any]] = None):
-    """The `split` ("train" | "eval") dataset. `train_transform` replaces the
-    configured train transform; the eval split always uses the eval transform."""
+    """The `split` ("train" | "val" | "test" | "eval") dataset. `train_transform` replaces the
+    configured train transform; the other splits always use the eval transform."""
     if split not in SPLITS:
-        raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     _check_classes(data_cfg)
+    if split == "eval":
+        split = eval_split(data_cfg)
     if split == "train":
         transform = train_transform if train_transform is not None else build_transforms(data_cfg, train=True)
     else:
         transform = build_transforms(data_cfg, train=False)
+    if split == "test":
+        return _source(data_cfg, "eval", transform)
+    if data_cfg.val_fraction <= 0:
+        if split == "val":
+            raise DataError("data.val_fraction is 0: there is no validation split (set it, e.g. 0.1)")
+        return _source(data_cfg, "train", transform)
+    full = _source(data_cfg, "train", transform)
+    train_idx, val_idx = holdout_indices(dataset_labels(full), data_cfg.val_fraction, data_cfg.val_seed)
+    return Subset(full, (train_idx if split == "train" else val_idx).tolist())
+
+
+class Subset(_PaddleSubset):
+    """Paddle's Subset, which also tells its labels without loading images."""
+
+    @property
+    def labels(self) -> np.ndarray:
+        return dataset_labels(self.dataset)[np.asarray(self.indices, dtype=np.int64)]
+
+
+def _source(data_cfg, part: str, transform):
+    """The dataset's own "train" or "eval" part."""
     if data_cfg.dataset == "synthetic":
-        key = "synthetic_train_size" if split == "train" else "synthetic_eval_size"
+        key = "synthetic_train_size" if part == "train" else "synthetic_eval_size"
         size = getattr(data_cfg, key)
         if size < 1 or data_cfg.synthetic_num_classes < 1:
             raise DataError(
@@ -106,10 +144,10 @@ def build_dataset(data_cfg, split: str, train_transform: Optional[Callable[[Any]
             size,
             data_cfg.synthetic_num_classes,
             data_cfg.img_size,
-            seed=SYNTHETIC_SEEDS[split],
+            seed=SYNTHETIC_SEEDS[part],
             transform=transform,
             classes=data_cfg.classes,
         )
     if data_cfg.dataset == "folder":
-        return load_folder(data_cfg, split, transform)
-    return load_cifar(data_cfg, split, transform)
+        return load_folder(data_cfg, part, transform)
+    return load_cifar(data_cfg, part, transform)

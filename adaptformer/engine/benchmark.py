@@ -75,7 +75,7 @@ def measure(cfg: Config, steps: int = 5, warmup: int = 2, eval_steps: int = 5) -
     set_recompute(model, cfg)
     params = freeze.summary(model)
     flops = count_flops(model, cfg.data.img_size)
-    optimizer = build_optimizer(cfg.optimizer, freeze.trainable_parameters(model), cfg.optimizer.lr)
+    optimizer = build_optimizer(cfg.optimizer, freeze.trainable_named_parameters(model), cfg.optimizer.lr)
     decorate_for_amp(model, optimizer, cfg.train.amp)
     step = TrainStep(model, optimizer, nn.CrossEntropyLoss(), cfg.train.amp)
 

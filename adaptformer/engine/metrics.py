@@ -16,6 +16,8 @@ class ClassificationMeter:
         self.correct_topk = np.zeros(len(self.topk), dtype=np.float64)
         self.loss_sum = 0.0
         self.count = 0.0
+        self.targets: List[np.ndarray] = []  # this process's labels and top-1 predictions, in loader order
+        self.predictions: List[np.ndarray] = []
 
     def update(self, logits: np.ndarray, labels: np.ndarray, loss_sum: float) -> None:
         labels = labels.reshape(-1).astype(np.int64)
@@ -23,6 +25,8 @@ class ClassificationMeter:
         for i, k in enumerate(self.topk):
             self.correct_topk[i] += (order[:, :k] == labels[:, None]).any(axis=1).sum()
         np.add.at(self.confusion, (labels, order[:, 0]), 1)
+        self.targets.append(labels)
+        self.predictions.append(order[:, 0])
         self.loss_sum += float(loss_sum)
         self.count += len(labels)
 

@@ -1,11 +1,13 @@
 """Optimizer and per-step learning-rate schedule from the config."""
 from __future__ import annotations
 
-from typing import List
+import math
+from typing import Any, Dict, List
 
 import paddle
 
-from ..config import OptimizerConfig, SchedulerConfig
+from .. import freeze
+from ..config import ConfigError, OptimizerConfig, SchedulerConfig
 
 
 def build_scheduler(opt: OptimizerConfig, sched: SchedulerConfig, steps_per_epoch: int, epochs: int):
@@ -22,10 +24,31 @@ def build_scheduler(opt: OptimizerConfig, sched: SchedulerConfig, steps_per_epoc
     return main
 
 
-def build_optimizer(cfg: OptimizerConfig, parameters: List, scheduler) -> paddle.optimizer.Optimizer:
-    """Only the given (trainable) parameters get optimizer state."""
-    if not parameters:
+def parameter_groups(cfg: OptimizerConfig, named: Dict[str, Any]) -> List:
+    """The parameters, or with optimizer.lr_mult, groups whose `learning_rate` multiplies the
+    scheduled learning rate (Paddle's parameter groups); the first matching pattern wins."""
+    if not cfg.lr_mult:
+        return list(named.values())
+    groups: Dict[float, List] = {}
+    used = set()
+    for name, param in named.items():
+        pattern = next((p for p in cfg.lr_mult if freeze.name_matches(name, [p])), None)
+        used.add(pattern)
+        groups.setdefault(1.0 if pattern is None else float(cfg.lr_mult[pattern]), []).append(param)
+    unused = [p for p in cfg.lr_mult if p not in used]
+    if unused:
+        raise ConfigError(f"optimizer.lr_mult: patterns {unused} match no trainable parameter")
+    return [{"params": params, "learning_rate": mult} for mult, params in groups.items()]
+
+
+def build_optimizer(cfg: OptimizerConfig, named: Dict[str, Any], scheduler) -> paddle.optimizer.Optimizer:
+    """Only the given (trainable) parameters, by name, get optimizer state."""
+    if not named:
         raise ValueError("no trainable parameters: check method and method.trainable")
+    bad = {p: m for p, m in cfg.lr_mult.items() if not (isinstance(m, (int, float)) and math.isfinite(m) and m > 0)}
+    if bad:
+        raise ConfigError(f"optimizer.lr_mult: multipliers must be positive numbers, got {bad}")
+    parameters = parameter_groups(cfg, named)
     clip = paddle.nn.ClipGradByGlobalNorm(cfg.grad_clip_norm) if cfg.grad_clip_norm else None
     if cfg.name == "momentum":
         return paddle.optimizer.Momentum(

@@ -13,7 +13,7 @@ from paddle.io import DataLoader, DistributedBatchSampler, Subset
 from .. import freeze
 from ..checkpoint import load_checkpoint, read_state
 from ..config import Config, ConfigError, dump, save_config
-from ..data import build_dataset, class_names
+from ..data import build_dataset, class_names, eval_split
 from ..data.workers import worker_init_fn
 from ..methods import apply_method
 from ..models import create_model
@@ -22,7 +22,7 @@ from ..weights import load_pretrained
 from . import dist, memory
 from .trainer import BEST, LAST, Trainer, evaluate_model, seed_everything
 
-RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json", LAST, BEST)
+RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json", "test_predictions.json", LAST, BEST)
 
 
 def build_model(cfg: Config, load_backbone: bool = True, log=print):
@@ -71,17 +71,21 @@ def _check_normalization(cfg: Config, expected, log) -> None:
 def build_loaders(cfg: Config) -> Tuple[DataLoader, DataLoader, List[str]]:
     d = cfg.data
     train_set = build_dataset(d, "train")
-    eval_set = build_dataset(d, "eval")
     names = class_names(d)
     if len(names) != cfg.model.num_classes:
         raise ConfigError(f"model.num_classes is {cfg.model.num_classes} but the data has {len(names)} classes")
     sampler = DistributedBatchSampler(train_set, batch_size=d.batch_size, shuffle=True, drop_last=False)
     train_loader = DataLoader(train_set, batch_sampler=sampler, num_workers=d.num_workers, worker_init_fn=worker_init_fn())
-    # Each process evaluates every world_size-th sample (no padding), and the counts are summed.
-    shard = Subset(eval_set, list(range(dist.rank(), len(eval_set), dist.world_size())))
-    eval_loader = DataLoader(shard, batch_size=d.eval_batch_size or d.batch_size, shuffle=False,
-                             num_workers=d.num_workers, worker_init_fn=worker_init_fn())
-    return train_loader, eval_loader, names
+    return train_loader, build_eval_loader(cfg, "eval"), names
+
+
+def build_eval_loader(cfg: Config, split: str) -> DataLoader:
+    """Each process evaluates every world_size-th sample (no padding), and the counts are summed."""
+    d = cfg.data
+    dataset = build_dataset(d, split)
+    shard = Subset(dataset, list(range(dist.rank(), len(dataset), dist.world_size())))
+    return DataLoader(shard, batch_size=d.eval_batch_size or d.batch_size, shuffle=False,
+                      num_workers=d.num_workers, worker_init_fn=worker_init_fn())
 
 
 def prepare_output_dir(cfg: Config, resume: bool) -> None:
@@ -119,7 +123,6 @@ def train(cfg: Config, resume: bool = False) -> Dict:
 def _train(cfg: Config, resume: bool) -> Dict:
     dist.init()
     log = print if dist.is_main() else (lambda *a, **k: None)
-    log(dump(cfg))
     seed_everything(cfg.train.seed)
     # Everything that can reject the config runs before the output folder is touched.
     model = build_model(cfg, load_backbone=not resume, log=log)
@@ -127,11 +130,13 @@ def _train(cfg: Config, resume: bool) -> Dict:
     log(f"method {cfg.method.name}: {params}")
     train_loader, eval_loader, names = build_loaders(cfg)
     prepare_output_dir(cfg, resume)
+    log(f"resolved config: {os.path.join(cfg.train.output_dir, 'config.yaml')}")
     trainer = Trainer(cfg, model, train_loader, eval_loader, names)
     if resume:
         trainer.resume()
     memory.reset_peak()
     result = trainer.fit()
+    test = final_test(cfg, model, result, len(names), log)
     summary = {
         "method": cfg.method.name,
         "trainable_params": params.trainable,
@@ -141,6 +146,8 @@ def _train(cfg: Config, resume: bool) -> Dict:
         "best_top1": result["best"]["top1"],
         "best_top5": result["best"].get("top5"),
         "best_epoch": result["best"]["epoch"],
+        "selected_on": eval_split(cfg.data),
+        **test,
         "epochs": cfg.train.epochs,
         "peak_memory_mb": memory.peak_mb(),
         "output_dir": cfg.train.output_dir,
@@ -150,18 +157,43 @@ def _train(cfg: Config, resume: bool) -> Dict:
     return summary
 
 
-def evaluate(cfg: Config, checkpoint: str) -> Dict:
-    """Top-1/top-5, per-class accuracy and the confusion matrix of a checkpoint."""
+TEST_PREDICTIONS = "test_predictions.json"
+
+
+def final_test(cfg: Config, model, result: Dict, num_classes: int, log) -> Dict:
+    """The test split, evaluated once the run is over: with the weights of the epoch chosen on the
+    validation split (or on the test split itself, the paper's protocol, when there is no
+    hold-out) and with the last epoch's. Per-image predictions go to test_predictions.json
+    (single process) for paired comparisons between runs."""
+    loader = build_eval_loader(cfg, "test")
+    last = evaluate_model(model, loader, num_classes)
+    load_checkpoint(model, os.path.join(cfg.train.output_dir, BEST))
+    best = evaluate_model(model, loader, num_classes)
+    out = {"test_top1": best.result()["top1"], "test_top5": best.result().get("top5"),
+           "test_top1_last": last.result()["top1"], "test_images": best.result()["num_samples"]}
+    log(f"test split ({out['test_images']} images): top-1 {out['test_top1']:.4f} with the epoch chosen on "
+        f"{eval_split(cfg.data)} (epoch {result['best']['epoch']}), {out['test_top1_last']:.4f} with the last epoch")
+    if dist.is_main() and dist.world_size() == 1:
+        predictions = {"labels": np.concatenate(best.targets).tolist(),
+                       "best": np.concatenate(best.predictions).tolist(),
+                       "last": np.concatenate(last.predictions).tolist()}
+        atomic_write_text(os.path.join(cfg.train.output_dir, TEST_PREDICTIONS), json.dumps(predictions))
+    return out
+
+
+def evaluate(cfg: Config, checkpoint: str, split: str = "test") -> Dict:
+    """Top-1/top-5, per-class accuracy and the confusion matrix of a checkpoint on `split`."""
     dist.init()
     model = build_model(cfg, load_backbone=False)
     state = read_state(checkpoint)
     if "model" in state and "optimizer" in state:  # a last.pdckpt resume file
         state = state["model"]
     load_checkpoint(model, checkpoint, state=state)
-    _, eval_loader, names = build_loaders(cfg)
-    meter = evaluate_model(model, eval_loader, len(names))
+    names = class_names(cfg.data)
+    meter = evaluate_model(model, build_eval_loader(cfg, split), len(names))
     result = meter.result()
     result["checkpoint"] = checkpoint
+    result["split"] = split
     result["per_class_accuracy"] = meter.per_class(names)
     result["class_names"] = names
     result["confusion_matrix"] = meter.confusion.astype(int).tolist()

@@ -22,6 +22,7 @@ import paddle.nn as nn
 from .. import freeze
 from ..checkpoint import CheckpointError, read_state, save_state
 from ..config import Config
+from ..data import eval_split
 from . import dist
 from .logger import RunLogger
 from .metrics import ClassificationMeter
@@ -60,7 +61,7 @@ class Trainer:
         # Steps count optimizer updates: one per train.accumulate_steps micro-batches.
         self.steps_per_epoch = math.ceil(len(train_loader) / cfg.train.accumulate_steps)
         self.scheduler = build_scheduler(cfg.optimizer, cfg.scheduler, self.steps_per_epoch, cfg.train.epochs)
-        self.optimizer = build_optimizer(cfg.optimizer, freeze.trainable_parameters(model), self.scheduler)
+        self.optimizer = build_optimizer(cfg.optimizer, freeze.trainable_named_parameters(model), self.scheduler)
         decorate_for_amp(model, self.optimizer, cfg.train.amp)
         self.net = paddle.DataParallel(model) if dist.world_size() > 1 else model
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
@@ -125,7 +126,7 @@ class Trainer:
                     if dist.is_main():
                         save_state(self.model.state_dict(), os.path.join(self.out, BEST))
                 self.logger.info(
-                    f"epoch {epoch}: eval top1 {eval_stats['top1']:.4f}"
+                    f"epoch {epoch}: {eval_split(self.cfg.data)} top1 {eval_stats['top1']:.4f}"
                     + (f" top5 {eval_stats['top5']:.4f}" if "top5" in eval_stats else "")
                     + f" loss {eval_stats['loss']:.4f} (best {self.best['top1']:.4f} @ {self.best['epoch']}), "
                     f"{epoch_time:.1f} s"
