@@ -34,21 +34,30 @@ def _prefer_copies_to_strided_views() -> None:
         os.environ["FLAGS_use_stride_kernel"] = "0"
 
 
-def _use_every_core() -> None:
-    # Paddle's CPU kernels read OMP_NUM_THREADS once, when paddle loads, and run on one
-    # thread without it (a float32 GEMM here: 66 GFLOP/s unset, 122 with 2 threads).
-    if "paddle" in sys.modules or "OMP_NUM_THREADS" in os.environ:
-        return
+def _usable_cores() -> int:
     try:
-        cores = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    os.environ["OMP_NUM_THREADS"] = str(cores)
+        return os.cpu_count() or 1
+
+
+def _use_every_core() -> None:
+    # Paddle's CPU kernels run on one thread unless told otherwise (a float32 GEMM here ran
+    # at about half the 2-thread rate). Setting OMP_NUM_THREADS before import works but makes
+    # Paddle print "PLEASE USE OMP_NUM_THREADS WISELY" on every start; its own call after
+    # import sets the same OpenMP/MKL thread count silently (bench/threads.py). Paddle
+    # also writes OMP_NUM_THREADS=1 into the environment when it is unset; that is taken out
+    # again so that child processes start from the user's environment, not from "1".
+    user_set = "OMP_NUM_THREADS" in os.environ
+    import paddle
+
+    if not user_set:
+        os.environ.pop("OMP_NUM_THREADS", None)
+        paddle.base.core.set_num_threads(_usable_cores())
 
 
 _prefer_fast_mkl_on_amd()
-_use_every_core()
 _prefer_copies_to_strided_views()
-
 # Paddle warns on every import that ccache (for compiling C++ extensions) is absent; nothing here compiles.
 warnings.filterwarnings("ignore", message="No ccache found")
+_use_every_core()

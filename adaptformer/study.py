@@ -77,16 +77,20 @@ def run_study(path: str, overrides: Optional[List[str]] = None, resume: bool = F
             continue
         more = {"model.pretrained": backbones[stage.pretrained_from]} if stage.pretrained_from else {}
         chosen: Dict[str, Any] = {}
+        reuse = None  # the sweep's run of the chosen value is the first seed's run
         if plan[stage.name]["sweep"]:
             done = [execute(r.config(folder, run_overrides, **more), resume) for r in plan[stage.name]["sweep"]]
             scores = [d["summary"]["best_top1"] for d in done]
             values = [r.sweep_value for r in plan[stage.name]["sweep"]]
-            best = values[scores.index(max(scores))]  # the first of equal scores
-            chosen = {study.sweep.key: best}
+            best = scores.index(max(scores))  # the first of equal scores
+            chosen, reuse = {study.sweep.key: values[best]}, done[best]
             sweep_rows += [{"stage": stage.name, "key": study.sweep.key, "value": v, "val_top1": sc,
-                            "chosen": v == best} for v, sc in zip(values, scores)]
-            print(f"== stage {stage.name}: {study.sweep.key} = {best!r} chosen on the validation split")
-        for run in plan[stage.name]["runs"]:
+                            "chosen": i == best} for i, (v, sc) in enumerate(zip(values, scores))]
+            print(f"== stage {stage.name}: {study.sweep.key} = {values[best]!r} chosen on the validation split")
+        for i, run in enumerate(plan[stage.name]["runs"]):
+            if i == 0 and reuse is not None:
+                result.runs.append(reuse)
+                continue
             result.runs.append(execute(run.config(folder, run_overrides, **more, **chosen), resume))
         backbones[stage.name] = os.path.join(result.runs[0]["summary"]["output_dir"], BEST)
         results.append(result)

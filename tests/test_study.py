@@ -129,8 +129,11 @@ def test_study_seeds_sweep_and_paired_comparisons(tmp_path):
     for stage in ("adaptformer", "linear"):
         scores = {float(r.split(",")[2]): float(r.split(",")[3]) for r in rows if r.startswith(stage)}
         chosen = max(scores, key=lambda v: (scores[v], -list(scores).index(v)))
-        for seed in (0, 1):
-            saved = yaml.safe_load((out / stage / f"seed{seed}" / "config.yaml").read_text())
+        # seed 0 is the sweep's run of the chosen value, not trained twice
+        assert not (out / stage / "seed0").exists()
+        first = out / stage / "sweep" / f"optimizer.lr={chosen}"
+        for seed, folder in ((0, first), (1, out / stage / "seed1")):
+            saved = yaml.safe_load((folder / "config.yaml").read_text())
             assert saved["optimizer"]["lr"] == chosen and saved["train"]["seed"] == seed
             assert saved["model"]["pretrained"] == str(out / "pre" / "best.pdparams")
     text = (out / "results.md").read_text()

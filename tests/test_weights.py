@@ -200,7 +200,7 @@ def test_paper_config_trains_only_adapters_and_the_bn_head():
     cfg = load_config(os.path.join(ROOT, "configs", "paper", "cifar100_adaptformer.yaml"))
     model = build_model(cfg, load_backbone=False, log=lambda *_: None)
     s = freeze.summary(model)
-    # 12 AdaptFormer-64 modules with a fixed scale (REFERENCE.md section 1) + Linear(768 -> 100).
+    # 12 AdaptFormer-64 modules with a fixed scale (as the official code builds them) + Linear(768 -> 100).
     assert s.trainable == 1_189_632 + 76_900
     assert s.total == 85_798_656 + 1_189_632 + 76_900
 

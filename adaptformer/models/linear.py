@@ -1,9 +1,8 @@
 """nn.Linear with a leaner backward pass on CPU.
 
-Two things Paddle's own Linear does on CPU that cost time or memory (measured in
-docs/benchmarks.md):
+Two things Paddle's own Linear does on CPU that cost time or memory (docs/benchmarks.md):
 - the bias gradient is a column sum of the output gradient, which Paddle's CPU
-  reduction computes 30-60x slower than the same sum as a matrix-vector product;
+  reduction computes far more slowly than the same sum as a matrix-vector product;
 - the input is kept for the backward pass even when the weight is frozen and
   only the input gradient (dY W^T) will be computed, so a frozen backbone holds
   on to every Linear's input.
