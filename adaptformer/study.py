@@ -33,7 +33,10 @@ COLUMNS = [
 ]
 
 
-def run_study(path: str, overrides: Optional[List[str]] = None, resume: bool = False) -> List[Dict]:
+def run_study(path: str, overrides: Optional[List[str]] = None, resume: bool = False,
+              overwrite: bool = False) -> List[Dict]:
+    """`overwrite` lets each stage replace an earlier study's run in its folder; with `resume`,
+    a stage that never saved a checkpoint starts over in its folder."""
     study = load_study(path)
     for o in overrides or []:
         if o.split("=", 1)[0].strip() in STUDY_KEYS:
@@ -52,7 +55,8 @@ def run_study(path: str, overrides: Optional[List[str]] = None, resume: bool = F
                 summary = json.load(f)
         else:
             print(f"== stage {stage.name}: {cfg.method.name} on {cfg.data.dataset}, output {out}")
-            summary = train(cfg, resume=resume and os.path.exists(os.path.join(out, LAST)))
+            resumable = resume and os.path.exists(os.path.join(out, LAST))
+            summary = train(cfg, resume=resumable, overwrite=overwrite or resume)
         records = read_records(os.path.join(out, "metrics.jsonl")) if dist.is_main() else []
         times = [r["epoch_time_s"] for r in records]
         rows.append({"stage": stage.name, **summary, "epoch_time_s": sum(times) / len(times) if times else None,

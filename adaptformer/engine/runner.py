@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from typing import Dict, List, Tuple
 
 import numpy as np
@@ -19,10 +18,9 @@ from ..models import create_model
 from ..utils import atomic_write_text
 from ..weights import load_pretrained
 from . import dist, memory
+from .outdir import (acquire_lock, earlier_run_files, refuse_earlier_run, release_lock, remove_leftovers,
+                     remove_stale_temp_files, snapshot)
 from .trainer import BEST, LAST, Trainer, evaluate_model, seed_everything
-
-RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json", LAST, BEST)
-
 
 def build_model(cfg: Config, load_backbone: bool = True, log=print):
     """Backbone by name -> pretrained weights -> tuning method (inserts modules, freezes)."""
@@ -82,39 +80,55 @@ def build_loaders(cfg: Config) -> Tuple[DataLoader, DataLoader, List[str]]:
     return train_loader, eval_loader, names
 
 
-def prepare_output_dir(cfg: Config, resume: bool) -> None:
+def prepare_output_dir(cfg: Config, resume: bool, overwrite: bool = False) -> Dict[str, tuple]:
+    """Lock train.output_dir and check what it holds; returns what an earlier run left there
+    when --overwrite replaces it (removed once this run has finished), else {}."""
     out = cfg.train.output_dir
     if not dist.is_main():
-        return
-    os.makedirs(out, exist_ok=True)
+        return {}
+    acquire_lock(out)
+    earlier = earlier_run_files(out)
     if resume:
-        saved = os.path.join(out, "config.yaml")
-        if os.path.exists(saved):
-            with open(saved, encoding="utf-8") as f:
-                if f.read() != dump(cfg):
-                    raise ConfigError(
-                        f"{saved}: the run being resumed used another config; resume with the same -c/-o "
-                        "or start a new train.output_dir"
-                    )
-        return
-    stale = [n for n in RUN_FILES + ("vdl",) if os.path.exists(os.path.join(out, n))]
+        _check_resumed_config(cfg, out)
+    elif earlier and not overwrite:
+        refuse_earlier_run(out, earlier)
+    stale = remove_stale_temp_files(out)
     if stale:
-        print(f"starting over in {out}: removing the previous run's {', '.join(stale)} (use --resume to continue it)")
-        for n in stale:
-            p = os.path.join(out, n)
-            shutil.rmtree(p) if os.path.isdir(p) else os.remove(p)
+        print(f"removed {len(stale)} temporary file(s) a killed run left in {out}: {', '.join(stale)}")
+    if resume:
+        return {}
+    before = snapshot(out, earlier)
+    if before:
+        print(f"--overwrite: the earlier run's files in {out} are replaced as this run writes its own; "
+              "the others are removed when it finishes")
     save_config(cfg, os.path.join(out, "config.yaml"))
+    return before
 
 
-def train(cfg: Config, resume: bool = False) -> Dict:
+def _check_resumed_config(cfg: Config, out: str) -> None:
+    saved = os.path.join(out, "config.yaml")
+    if os.path.exists(saved):
+        with open(saved, encoding="utf-8") as f:
+            if f.read() != dump(cfg):
+                raise ConfigError(
+                    f"{saved}: the run being resumed used another config; resume with the same -c/-o "
+                    "or start a new train.output_dir"
+                )
+
+
+def train(cfg: Config, resume: bool = False, overwrite: bool = False) -> Dict:
     # Optimizer state is keyed by Paddle's generated tensor names (linear_3.w_0_velocity_0).
     # A fresh name scope makes every run generate the same names, so a resumed run
     # finds its momentum buffers whatever was built before it in this process.
     with paddle.utils.unique_name.guard():
-        return _train(cfg, resume)
+        try:
+            return _train(cfg, resume, overwrite)
+        finally:
+            if dist.is_main():
+                release_lock(cfg.train.output_dir)
 
 
-def _train(cfg: Config, resume: bool) -> Dict:
+def _train(cfg: Config, resume: bool, overwrite: bool = False) -> Dict:
     dist.init()
     log = print if dist.is_main() else (lambda *a, **k: None)
     log(dump(cfg))
@@ -124,7 +138,7 @@ def _train(cfg: Config, resume: bool) -> Dict:
     params = freeze.summary(model)
     log(f"method {cfg.method.name}: {params}")
     train_loader, eval_loader, names = build_loaders(cfg)
-    prepare_output_dir(cfg, resume)
+    earlier = prepare_output_dir(cfg, resume, overwrite)
     trainer = Trainer(cfg, model, train_loader, eval_loader, names)
     if resume:
         trainer.resume()
@@ -145,6 +159,9 @@ def _train(cfg: Config, resume: bool) -> Dict:
     }
     if dist.is_main():
         atomic_write_text(os.path.join(cfg.train.output_dir, "summary.json"), json.dumps(summary, indent=2))
+        removed = remove_leftovers(cfg.train.output_dir, earlier)
+        if removed:
+            log(f"--overwrite: removed the earlier run's {', '.join(removed)}")
     return summary
 
 
