@@ -26,6 +26,7 @@ def main() -> None:
     from adaptformer.config import load_config
     from adaptformer.engine import evaluate
     from adaptformer.engine.trainer import BEST
+    from adaptformer.utils import require_writable_dir
 
     checkpoint = args.checkpoint
     if checkpoint is None:
@@ -39,6 +40,8 @@ def main() -> None:
     if config is None:
         saved = os.path.join(os.path.dirname(checkpoint), "config.yaml")
         config = saved if os.path.isfile(saved) else DEFAULT_CONFIG
+    out = args.json or os.path.splitext(checkpoint)[0] + "_eval.json"
+    require_writable_dir(os.path.dirname(os.path.abspath(out)))  # fail before the evaluation, not after
     result = evaluate(load_config(config, args.override), checkpoint)
 
     print(f"checkpoint {checkpoint} (config {config})")
@@ -47,7 +50,6 @@ def main() -> None:
     width = max(len(n) for n in result["class_names"])
     for name, acc in result["per_class_accuracy"].items():
         print(f"  {name:<{width}}  {acc:.4f}")
-    out = args.json or os.path.splitext(checkpoint)[0] + "_eval.json"
     from adaptformer.utils import atomic_write_text
 
     atomic_write_text(out, json.dumps(result, indent=2))

@@ -26,8 +26,9 @@ def build_model(cfg: Config, load_backbone: bool = True, log=print):
     """Backbone by name -> pretrained weights -> tuning method (inserts modules, freezes)."""
     try:
         model = create_model(cfg.model.name, num_classes=cfg.model.num_classes, **cfg.model.kwargs)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise ConfigError(f"model.kwargs: {e}") from None
+    _check_input_size(cfg, model)
     if load_backbone and cfg.model.pretrained:
         if not os.path.isfile(cfg.model.pretrained):
             raise ConfigError(
@@ -51,6 +52,19 @@ def build_model(cfg: Config, load_backbone: bool = True, log=print):
     except ValueError as e:
         raise ConfigError(f"method: {e}") from None
     return model
+
+
+def _check_input_size(cfg: Config, model) -> None:
+    """The position embedding fixes the image size: another one would fail at the first step."""
+    patch_embed = getattr(model, "patch_embed", None)
+    if patch_embed is None or cfg.data.img_size == patch_embed.img_size:
+        return
+    size, grid = patch_embed.img_size, patch_embed.grid_size
+    raise ConfigError(
+        f"data.img_size is {cfg.data.img_size} but model {cfg.model.name} takes {size}x{size} images "
+        f"(patch {patch_embed.patch_size}, position embedding for {grid}x{grid} patches); set data.img_size: {size} "
+        f"or model.kwargs.img_size: {cfg.data.img_size}"
+    )
 
 
 def _check_normalization(cfg: Config, expected, log) -> None:

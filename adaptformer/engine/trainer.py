@@ -160,7 +160,8 @@ class Trainer:
             loss_value = float(loss)
             if not np.isfinite(loss_value):
                 raise FloatingPointError(
-                    f"loss became {loss_value} at epoch {epoch} step {step + 1}; lower optimizer.lr"
+                    f"loss became {loss_value} at epoch {epoch} step {step + 1}; lower optimizer.lr "
+                    f"({self._kept_checkpoint(epoch)})"
                 )
             meter.update(logits.numpy(), labels.numpy(), loss_value * labels.shape[0])
             if not last:
@@ -176,6 +177,11 @@ class Trainer:
         meter.all_reduce()
         result = meter.result()
         return {"loss": result["loss"], "top1": result["top1"]}
+
+    def _kept_checkpoint(self, failed_epoch: int) -> str:
+        if failed_epoch > 1 and os.path.exists(os.path.join(self.out, LAST)):
+            return f"{os.path.join(self.out, LAST)} of epoch {failed_epoch - 1} is kept"
+        return "no checkpoint was saved yet"
 
     def evaluate(self) -> ClassificationMeter:
         with self.step.autocast():
