@@ -8,10 +8,12 @@ import json
 import os
 from typing import Dict, List, Optional
 
-from .config import ConfigError, load_config, load_study
+import paddle
+
+from .config import Config, ConfigError, StageConfig, StudyConfig, load_config, load_study
 from .engine import dist
 from .engine.logger import read_records
-from .engine.runner import train
+from .engine.runner import build_model, train
 from .engine.trainer import BEST, LAST
 from .utils import atomic_write, atomic_write_text
 
@@ -41,13 +43,11 @@ def run_study(path: str, overrides: Optional[List[str]] = None, resume: bool = F
     for o in overrides or []:
         if o.split("=", 1)[0].strip() in STUDY_KEYS:
             raise ConfigError(f"-o {o}: a study sets {', '.join(STUDY_KEYS)} per stage; change study.output_dir instead")
+    validate_stages(study, path, overrides)
     rows = []
     for stage in study.stages:
         out = os.path.join(study.output_dir, stage.name)
-        extra = {**study.overrides, **stage.overrides, "train.output_dir": out}
-        if stage.pretrained_from:
-            extra["model.pretrained"] = os.path.join(study.output_dir, stage.pretrained_from, BEST)
-        cfg = load_config(os.path.join(os.path.dirname(path), stage.config), overrides, extra=extra)
+        cfg = stage_config(study, stage, path, overrides)
         summary_path = os.path.join(out, "summary.json")
         if resume and os.path.exists(summary_path):
             print(f"== stage {stage.name}: already finished ({summary_path})")
@@ -64,6 +64,27 @@ def run_study(path: str, overrides: Optional[List[str]] = None, resume: bool = F
     if dist.is_main():
         write_results(study.output_dir, rows)
     return rows
+
+
+def stage_config(study: StudyConfig, stage: StageConfig, path: str, overrides: Optional[List[str]]) -> Config:
+    extra = {**study.overrides, **stage.overrides, "train.output_dir": os.path.join(study.output_dir, stage.name)}
+    if stage.pretrained_from:
+        extra["model.pretrained"] = os.path.join(study.output_dir, stage.pretrained_from, BEST)
+    return load_config(os.path.join(os.path.dirname(path), stage.config), overrides, extra=extra)
+
+
+def validate_stages(study: StudyConfig, path: str, overrides: Optional[List[str]]) -> None:
+    """Every stage's config, model and named files, checked before the first stage trains
+    (a checkpoint an earlier stage will write is not looked for)."""
+    for stage in study.stages:
+        cfg = stage_config(study, stage, path, overrides)
+        named = {"model.pretrained": None if stage.pretrained_from else cfg.model.pretrained,
+                 "data.data_file": cfg.data.data_file, "data.data_dir": cfg.data.data_dir}
+        for key, file in named.items():
+            if file is not None and not os.path.exists(file):
+                raise ConfigError(f"{path}: stage '{stage.name}': {key} {file} does not exist")
+        with paddle.utils.unique_name.guard():
+            build_model(cfg, load_backbone=False, log=lambda *a, **k: None)
 
 
 def _fmt(key: str, value) -> str:

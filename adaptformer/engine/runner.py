@@ -13,6 +13,7 @@ from .. import freeze
 from ..checkpoint import load_checkpoint, read_state
 from ..config import Config, ConfigError, dump, save_config
 from ..data import build_dataset, class_names
+from ..data.folder import guard_bad_images
 from ..methods import apply_method
 from ..models import create_model
 from ..utils import atomic_write_text
@@ -91,6 +92,9 @@ def build_loaders(cfg: Config) -> Tuple[DataLoader, DataLoader, List[str]]:
     # Each process evaluates every world_size-th sample (no padding), and the counts are summed.
     shard = Subset(eval_set, list(range(dist.rank(), len(eval_set), dist.world_size())))
     eval_loader = DataLoader(shard, batch_size=d.eval_batch_size or d.batch_size, shuffle=False, num_workers=d.num_workers)
+    log = print if dist.is_main() else (lambda *a, **k: None)
+    train_loader = guard_bad_images(train_loader, train_set, d.on_bad_image, log)
+    eval_loader = guard_bad_images(eval_loader, shard, d.on_bad_image, log)
     return train_loader, eval_loader, names
 
 
