@@ -48,6 +48,8 @@ def describe_os_error(path: str, e: OSError) -> str:
     """One line for a failed write: the path and a plain reason."""
     if e.errno in _NO_SPACE:
         return f"{path}: cannot write, the disk or file size limit is full ({e.strerror}); free space and retry"
+    if e.errno in (errno.EEXIST, errno.ENOTDIR):  # makedirs met a file where a folder should be
+        return f"{path}: cannot write here (a file is in the way of this folder: {e.filename})"
     return f"{path}: cannot write here ({e.strerror or e})"
 
 

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 from typing import Dict, List
 
@@ -93,31 +92,43 @@ def refuse_earlier_run(folder: str, existing: List[str]) -> None:
 
 def _identity(path: str):
     st = os.lstat(path)
-    return st.st_ino, st.st_mtime_ns
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _is_folder(path: str) -> bool:
+    return os.path.isdir(path) and not os.path.islink(path)
 
 
 def snapshot(folder: str, entries: List[str]) -> Dict[str, tuple]:
-    """Identity of each entry and of the files inside its sub-folders (VisualDL writes new files
-    into vdl/, so the old ones inside must be told apart from the folder itself)."""
+    """Identity of each entry and of the files inside its sub-folders (VisualDL adds new files
+    to vdl/, so the old ones inside must be told apart from the folder itself)."""
     found = {}
     for name in entries:
         path = os.path.join(folder, name)
         found[name] = _identity(path)
-        if os.path.isdir(path) and not os.path.islink(path):
+        if _is_folder(path):
             for inner in os.listdir(path):
                 found[os.path.join(name, inner)] = _identity(os.path.join(path, inner))
     return found
 
 
 def remove_leftovers(folder: str, before: Dict[str, tuple]) -> List[str]:
-    """After a finished --overwrite run: delete what the earlier run left and this run did not
-    rewrite (an atomic rewrite gives a new inode; an added file changes a folder's mtime)."""
+    """After a finished --overwrite run: delete the files the earlier run left and this run did not
+    rewrite (an atomic rewrite gives a new inode, an append a new size), then the sub-folders this
+    leaves empty. A folder this run wrote into is kept with the new files."""
     removed = []
     for name, identity in sorted(before.items(), key=lambda kv: -kv[0].count(os.sep)):
         path = os.path.join(folder, name)
-        if not os.path.lexists(path) or _identity(path) != identity:
+        if not os.path.lexists(path):
             continue
-        shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
+        if _is_folder(path):
+            if os.listdir(path):
+                continue
+            os.rmdir(path)
+        elif _identity(path) == identity:
+            os.remove(path)
+        else:
+            continue
         removed.append(name)
     return removed
 
