@@ -409,7 +409,8 @@ train = build_dataset(DataConfig(data_file=sys.argv[1]), "train")
 batches = {}
 for name, seed in (("a", 0), ("b", 0), ("c", 1)):
     np.random.seed(seed)
-    loader = paddle.io.DataLoader(train, batch_size=10, shuffle=False, num_workers=1)
+    # As build_loaders: Paddle 3.3's shared-memory transport fails intermittently.
+    loader = paddle.io.DataLoader(train, batch_size=10, shuffle=False, num_workers=1, use_shared_memory=False)
     batches[name] = np.concatenate([images.numpy() for images, _ in loader])  # whole epoch: workers end cleanly
 np.savez(sys.argv[2], **batches)
 """

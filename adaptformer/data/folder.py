@@ -194,13 +194,7 @@ class BadImageGuard:
 def guard_bad_images(loader, dataset, on_bad_image: str, log=print):
     """Wrap `loader` in a BadImageGuard when its dataset is (a subset of) an image folder."""
     folder = getattr(dataset, "dataset", dataset)  # paddle.io.Subset keeps the whole set here
-    if not isinstance(folder, ClassFolder):
-        return loader
-    # Paddle 3.3's workers, passing these batches through shared memory, intermittently fail
-    # ("Tensor's dimension is out of bound") and the loader hangs or segfaults, with 1 or 2
-    # workers and readable images alike; through the pipe they arrive intact.
-    loader.use_shared_memory = False
-    return BadImageGuard(loader, folder, on_bad_image, log)
+    return BadImageGuard(loader, folder, on_bad_image, log) if isinstance(folder, ClassFolder) else loader
 
 
 def load_folder(data_cfg, split: str, transform: Optional[Callable[[Any], Any]] = None) -> ClassFolder:

@@ -88,10 +88,13 @@ def build_loaders(cfg: Config) -> Tuple[DataLoader, DataLoader, List[str]]:
     if len(names) != cfg.model.num_classes:
         raise ConfigError(f"model.num_classes is {cfg.model.num_classes} but the data has {len(names)} classes")
     sampler = DistributedBatchSampler(train_set, batch_size=d.batch_size, shuffle=True, drop_last=False)
-    train_loader = DataLoader(train_set, batch_sampler=sampler, num_workers=d.num_workers)
+    # Workers pass batches through a pipe: Paddle 3.3's shared-memory path fails intermittently here
+    # ("Tensor's dimension is out of bound"), and the loader then hangs or segfaults (docs/reliability.md).
+    train_loader = DataLoader(train_set, batch_sampler=sampler, num_workers=d.num_workers, use_shared_memory=False)
     # Each process evaluates every world_size-th sample (no padding), and the counts are summed.
     shard = Subset(eval_set, list(range(dist.rank(), len(eval_set), dist.world_size())))
-    eval_loader = DataLoader(shard, batch_size=d.eval_batch_size or d.batch_size, shuffle=False, num_workers=d.num_workers)
+    eval_loader = DataLoader(shard, batch_size=d.eval_batch_size or d.batch_size, shuffle=False,
+                             num_workers=d.num_workers, use_shared_memory=False)
     log = print if dist.is_main() else (lambda *a, **k: None)
     train_loader = guard_bad_images(train_loader, train_set, d.on_bad_image, log)
     eval_loader = guard_bad_images(eval_loader, shard, d.on_bad_image, log)
