@@ -696,7 +696,7 @@ def test_folder_errors_unreadable_image_names_the_file(image_copy, content):
     index = [p for p, _ in train.samples].index(path)
     train[index - 1]
     # Inside a DataLoader an exception would hang it: the item is marked, and BadImageGuard
-    # (tests/test_bad_images.py) raises or skips in the main process.
+    # (tests/test_bad_inputs.py) raises or skips in the main process.
     assert int(train[index][1]) == bad_image_label(index)
     with pytest.raises(DataError) as e:
         load_rgb(path)

@@ -166,8 +166,9 @@ class BadImageGuard:
             for label in flat[bad]:
                 self._handle(self.folder.samples[bad_image_index(int(label))][0])
             keep = np.flatnonzero(~bad)
-            if keep.size == 0:
-                raise DataError(f"every image of a batch is unreadable (first: {self._reason_of(flat[0])})")
+            if keep.size == 0:  # an empty batch would upset gradient accumulation's grouping
+                raise DataError(f"all {flat.size} images of a batch are unreadable, so none is left to skip to "
+                                f"(first: {self._reason_of(flat[0])})")
             index = paddle.to_tensor(keep)
             yield paddle.index_select(images, index), paddle.index_select(labels, index)
 
