@@ -8,6 +8,7 @@ saved next to its outputs.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -141,6 +142,8 @@ class DataConfig:
     synthetic_train_size: int = 256
     synthetic_eval_size: int = 64
     synthetic_num_classes: int = 10
+    # An image file that cannot be decoded: error (stop, naming the file) | skip (leave it out, logged once).
+    on_bad_image: str = "error"
 
 
 @dataclass
@@ -252,6 +255,7 @@ CHOICES = {
     "method.adaptformer.adapter_input": ("stream", "ln2"),
     "data.dataset": ("cifar10", "cifar100", "synthetic", "folder"),
     "data.eval_split": ("val", "test"),
+    "data.on_bad_image": ("error", "skip"),
     "optimizer.name": ("momentum", "sgd", "adamw"),
     "scheduler.name": ("cosine", "constant"),
     "train.amp.dtype": ("float16", "bfloat16"),
@@ -270,7 +274,7 @@ def load_yaml(path: str) -> Dict[str, Any]:
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if data is None:
-        data = {}
+        raise ConfigError(f"{path}: the file is empty (or only comments); a config needs at least one section")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data
@@ -327,7 +331,9 @@ def apply_overrides(data: Dict[str, Any], overrides: Dict[str, Any], origin: Dic
     for key, value in overrides.items():
         parts = key.split(".")
         node = data
-        for p in parts[:-1]:
+        for i, p in enumerate(parts[:-1]):
+            if p not in node:
+                origin.setdefault(".".join(parts[: i + 1]), source)  # a section only the override names
             child = node.setdefault(p, {})
             if not isinstance(child, dict):
                 raise ConfigError(f"{source} {key}: '{p}' is a value, not a section")
@@ -386,19 +392,28 @@ def _coerce(value: Any, tp, key: str, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 5e-4 (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
+        number = _as_float(value)
+        if number is None:
+            raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: {key} must be a finite number, got {value!r}")
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: {key} must be a string, got {value!r}")
         return value
     raise AssertionError(f"unsupported schema type {tp} for {key}")
+
+
+def _as_float(value: Any) -> Optional[float]:
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):  # YAML 1.1 reads 5e-4 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
 
 
 def _build(cls, data: Any, origin: Dict[str, str], default_src: str, prefix: str = ""):
@@ -526,6 +541,45 @@ def _check_consistency(cfg: Config, origin: Dict[str, str], src: str) -> None:
         fail("data.val_fraction", f"is a fraction of the training images and must be in [0, 1), got {cfg.data.val_fraction}")
     if cfg.optimizer.lr <= 0:
         fail("optimizer.lr", f"must be > 0, got {cfg.optimizer.lr}")
+    _check_model_name(cfg, fail)
+    _check_ranges(cfg, fail)
+
+
+def _check_model_name(cfg: Config, fail) -> None:
+    from .models.registry import list_models  # the registry fills when adaptformer.models is imported
+
+    known = list_models()
+    if cfg.model.name not in known:
+        fail("model.name", f"is not a known model: {cfg.model.name!r} (known: {', '.join(known)})")
+
+
+def _check_ranges(cfg: Config, fail) -> None:
+    """Values of the right type that would fail (or silently misbehave) only once training runs."""
+    at_least = {
+        "train.eval_every": (cfg.train.eval_every, 1),
+        "train.log_every": (cfg.train.log_every, 1),
+        "data.num_workers": (cfg.data.num_workers, 0),
+        "data.img_size": (cfg.data.img_size, 1),
+        "scheduler.warmup_steps": (cfg.scheduler.warmup_steps, 0),
+        "scheduler.warmup_epochs": (cfg.scheduler.warmup_epochs, 0),
+        "scheduler.warmup_start_lr": (cfg.scheduler.warmup_start_lr, 0),
+        "scheduler.min_lr": (cfg.scheduler.min_lr, 0),
+        "optimizer.weight_decay": (cfg.optimizer.weight_decay, 0),
+    }
+    if cfg.data.eval_batch_size is not None:
+        at_least["data.eval_batch_size"] = (cfg.data.eval_batch_size, 1)
+    for key, (value, low) in at_least.items():
+        if value < low:
+            fail(key, f"must be >= {low}, got {value}")
+    if not 0 <= cfg.train.label_smoothing < 1:
+        fail("train.label_smoothing", f"must be in [0, 1), got {cfg.train.label_smoothing}")
+    if not 0 <= cfg.optimizer.momentum < 1:
+        fail("optimizer.momentum", f"must be in [0, 1), got {cfg.optimizer.momentum}")
+    betas = cfg.optimizer.betas
+    if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+        fail("optimizer.betas", f"must be [beta1, beta2], each in [0, 1), got {betas}")
+    if cfg.optimizer.grad_clip_norm is not None and cfg.optimizer.grad_clip_norm <= 0:
+        fail("optimizer.grad_clip_norm", f"must be > 0 (or null for no clipping), got {cfg.optimizer.grad_clip_norm}")
 
 
 # --------------------------------------------------------------------------- public API

@@ -13,10 +13,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+import paddle
+
 from .config import Config, ConfigError, StageConfig, StudyConfig, load_config, load_study, split_study_overrides
 from .engine import dist
 from .engine.logger import read_records
-from .engine.runner import TEST_PREDICTIONS, train
+from .engine.runner import TEST_PREDICTIONS, build_model, train
 from .engine.trainer import BEST, LAST
 from .study_report import write_results, write_sweep
 
@@ -44,7 +46,10 @@ class StageResult:
     shipped: Optional[str] = None  # the committed checkpoint used instead of training
 
 
-def run_study(path: str, overrides: Optional[List[str]] = None, resume: bool = False) -> List[StageResult]:
+def run_study(path: str, overrides: Optional[List[str]] = None, resume: bool = False,
+              overwrite: bool = False) -> List[StageResult]:
+    """`overwrite` lets each run replace an earlier study's run in its folder; with `resume`,
+    finished runs are reused and a run that never saved a checkpoint starts over in its folder."""
     study_overrides, run_overrides = split_study_overrides(overrides)
     study = load_study(path, study_overrides)
     for o in run_overrides:
@@ -55,10 +60,7 @@ def run_study(path: str, overrides: Optional[List[str]] = None, resume: bool = F
     plan = {s.name: plan_stage(study, folder, s) for s in study.stages}
     planned = [r for p in plan.values() for r in p["runs"] + p["sweep"]]
     for run in planned:
-        cfg = run.config(folder, run_overrides)
-        if run.sweep and cfg.data.val_fraction <= 0:
-            raise ConfigError(f"stage '{run.stage.name}': study.sweep chooses on the validation split, "
-                              f"so its config {run.stage.config} needs data.val_fraction > 0")
+        check_run(run, run.config(folder, run_overrides), path)
     print(f"study {study.name}: {len(planned)} runs planned (every config checked); results in {study.output_dir}")
 
     results: List[StageResult] = []
@@ -79,7 +81,8 @@ def run_study(path: str, overrides: Optional[List[str]] = None, resume: bool = F
         chosen: Dict[str, Any] = {}
         reuse = None  # the sweep's run of the chosen value is the first seed's run
         if plan[stage.name]["sweep"]:
-            done = [execute(r.config(folder, run_overrides, **more), resume) for r in plan[stage.name]["sweep"]]
+            done = [execute(r.config(folder, run_overrides, **more), resume, overwrite)
+                    for r in plan[stage.name]["sweep"]]
             scores = [d["summary"]["best_top1"] for d in done]
             values = [r.sweep_value for r in plan[stage.name]["sweep"]]
             best = scores.index(max(scores))  # the first of equal scores
@@ -91,7 +94,7 @@ def run_study(path: str, overrides: Optional[List[str]] = None, resume: bool = F
             if i == 0 and reuse is not None:
                 result.runs.append(reuse)
                 continue
-            result.runs.append(execute(run.config(folder, run_overrides, **more, **chosen), resume))
+            result.runs.append(execute(run.config(folder, run_overrides, **more, **chosen), resume, overwrite))
         backbones[stage.name] = os.path.join(result.runs[0]["summary"]["output_dir"], BEST)
         results.append(result)
     if dist.is_main():
@@ -99,6 +102,21 @@ def run_study(path: str, overrides: Optional[List[str]] = None, resume: bool = F
             write_sweep(study.output_dir, sweep_rows)
         write_results(study, results)
     return results
+
+
+def check_run(run: Run, cfg: Config, path: str) -> None:
+    """What would stop this run later: its model, the files it names (not a checkpoint an earlier
+    stage will write), and for a sweep, a validation split to choose on."""
+    if run.sweep and cfg.data.val_fraction <= 0:
+        raise ConfigError(f"{path}: stage '{run.stage.name}': study.sweep chooses on the validation split, "
+                          f"so its config {run.stage.config} needs data.val_fraction > 0")
+    named = {"model.pretrained": None if run.stage.pretrained_from else cfg.model.pretrained,
+             "data.data_file": cfg.data.data_file, "data.data_dir": cfg.data.data_dir}
+    for key, file in named.items():
+        if file is not None and not os.path.exists(file):
+            raise ConfigError(f"{path}: stage '{run.stage.name}': {key} {file} does not exist")
+    with paddle.utils.unique_name.guard():
+        build_model(cfg, load_backbone=False, log=lambda *a, **k: None)
 
 
 def plan_stage(study: StudyConfig, folder: str, stage: StageConfig) -> Dict[str, List[Run]]:
@@ -157,7 +175,7 @@ def shipped_run(checkpoint: str) -> Dict:
     return {"summary": saved["summary"], "records": saved.get("records", []), "predictions": None}
 
 
-def execute(cfg: Config, resume: bool) -> Dict:
+def execute(cfg: Config, resume: bool, overwrite: bool) -> Dict:
     """Train one run (or, with --resume, reuse it if it finished) and collect what the report needs."""
     out = cfg.train.output_dir
     summary_path = os.path.join(out, "summary.json")
@@ -167,7 +185,7 @@ def execute(cfg: Config, resume: bool) -> Dict:
             summary = json.load(f)
     else:
         print(f"== {out}: {cfg.method.name} on {cfg.data.dataset}, seed {cfg.train.seed}")
-        summary = train(cfg, resume=resume and os.path.exists(os.path.join(out, LAST)))
+        summary = train(cfg, resume=resume and os.path.exists(os.path.join(out, LAST)), overwrite=overwrite or resume)
     records = read_records(os.path.join(out, "metrics.jsonl")) if dist.is_main() else []
     predictions = None
     pred_path = os.path.join(out, TEST_PREDICTIONS)

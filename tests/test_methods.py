@@ -10,6 +10,7 @@ from adaptformer.checkpoint import load_checkpoint, save_state
 from adaptformer.config import AdaptFormerConfig, HoulsbyAdapterConfig, LoRAConfig, MethodConfig, VPTConfig
 from adaptformer.methods import apply_method
 from adaptformer.models import create_model
+from adaptformer.models.linear import Linear
 from adaptformer.models.lora import LoRALinear, merge_lora
 from conftest import snapshot, train_steps
 
@@ -124,6 +125,9 @@ def test_lora_merges_into_plain_linear_layers_with_the_same_output(tmp_path):
     merged = model(X).numpy()
     np.testing.assert_allclose(merged, unmerged, atol=1e-5, rtol=0)
     assert not any(isinstance(m, LoRALinear) for m in model.sublayers())
+    merged_fc2 = model.blocks[0].mlp.fc2
+    assert type(merged_fc2) is Linear  # the CPU Linear every block uses, not paddle's nn.Linear
+    assert merged_fc2.weight.stop_gradient and merged_fc2.bias.stop_gradient  # frozen before, frozen after
     # The merged model is a plain ViT: its checkpoint loads strictly into a fresh one.
     path = str(tmp_path / "merged.pdparams")
     save_state(model.state_dict(), path)
@@ -131,6 +135,14 @@ def test_lora_merges_into_plain_linear_layers_with_the_same_output(tmp_path):
     load_checkpoint(plain, path)
     plain.eval()
     np.testing.assert_allclose(plain(X).numpy(), unmerged, atol=1e-5, rtol=0)
+
+
+def test_merge_keeps_a_trained_bias_trainable():
+    model = tiny()
+    apply_method(model, method("lora+bitfit", lora=LoRAConfig(rank=2, targets=["fc2"])))
+    merge_lora(model)
+    fc2 = model.blocks[0].mlp.fc2
+    assert fc2.weight.stop_gradient and not fc2.bias.stop_gradient
 
 
 def test_composed_methods_train_end_to_end(tiny_config):

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import paddle
 import pytest
@@ -55,11 +57,19 @@ def test_seed_cifar_model_sees_a_10x10_grid_and_rejects_wrong_sizes():
         m(images(size=64))
 
 
-def test_factories_registered():
-    for name in ["vit_tiny_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224",
-                 "vit_large_patch16_224", "vit_base_patch3_32", "vit_base_patch4_32"]:
-        assert name in list_models()
-    with pytest.raises(ValueError, match="unknown model"):
+@pytest.mark.parametrize("name", list_models())
+def test_each_factory_builds_the_architecture_its_name_says(name):
+    widths = {"tiny": 192, "small": 384, "base": 768, "large": 1024}
+    size, patch, img = re.fullmatch(r"vit_(\w+)_patch(\d+)_(\d+)", name).groups()
+    m = create_model(name, depth=1, num_classes=0)  # one block: the dimensions without the cost
+    assert (m.patch_embed.patch_size, m.patch_embed.img_size) == (int(patch), int(img))
+    assert m.embed_dim == widths[size] and len(m.blocks) == 1
+    m.eval()
+    assert m(images(size=int(img))).shape == [2, widths[size]]
+
+
+def test_unknown_model_names_the_known_ones():
+    with pytest.raises(ValueError, match="unknown model 'vit_huge_nonexistent' .known: vit_base_patch16_224"):
         create_model("vit_huge_nonexistent")
 
 

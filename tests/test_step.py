@@ -98,8 +98,40 @@ def test_recompute_is_off_outside_training():
     assert model._recompute(hidden)
 
 
-@pytest.mark.parametrize("dtype,level", [("float16", "O1"), ("bfloat16", "O2")])
-def test_amp_runs_and_trains(tiny_config, dtype, level, capsys):
+AMP_CASES = [("float16", "O1"), ("bfloat16", "O2")]
+
+
+def spy_on(monkeypatch, module, names):
+    """Replace module.<name> by a wrapper recording each call's keyword arguments, then calling it."""
+    calls = {name: [] for name in names}
+    for name in names:
+        def wrapper(*args, _real=getattr(module, name), _name=name, **kwargs):
+            calls[_name].append({k: v for k, v in kwargs.items() if k not in ("models", "optimizers")})
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+    return calls
+
+
+@pytest.mark.parametrize("dtype,level", AMP_CASES)
+def test_amp_settings_reach_paddle_amp(tiny_config, dtype, level, monkeypatch, capsys):
+    """What the CPU build can check: every forward runs under auto_cast with the configured
+    dtype and level, the loss scaler is on for float16 only, and O2 decorates the model."""
+    calls = spy_on(monkeypatch, paddle.amp, ["auto_cast", "GradScaler", "decorate"])
+    amp = {"enabled": True, "dtype": dtype, "level": level, "init_loss_scaling": 1024}
+    train(load_config(tiny_config(train={"epochs": 1, "amp": amp})))
+    steps_and_eval = 4 + 1  # 64 samples in batches of 16, then one evaluation
+    assert calls["auto_cast"] == [{"enable": True, "level": level, "dtype": dtype}] * steps_and_eval
+    assert calls["GradScaler"] == [{"enable": dtype == "float16", "init_loss_scaling": 1024.0}]
+    o2 = [{"level": "O2", "dtype": dtype, "save_dtype": "float32"}]
+    assert calls["decorate"] == (o2 if level == "O2" else [])
+    if not paddle.device.is_compiled_with_cuda():
+        assert "AMP settings run in float32" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not paddle.device.is_compiled_with_cuda(), reason="AMP computes in float32 on a CPU build")
+@pytest.mark.parametrize("dtype,level", AMP_CASES)
+def test_amp_runs_and_trains(tiny_config, dtype, level):
     amp = {"enabled": True, "dtype": dtype, "level": level}
     cfg = load_config(tiny_config(train={"epochs": 3, "recompute": True, "amp": amp}))
     summary = train(cfg)
@@ -108,8 +140,6 @@ def test_amp_runs_and_trains(tiny_config, dtype, level, capsys):
     assert summary["best_top1"] > 0.5
     saved = weights(f"{cfg.train.output_dir}/{LAST}")
     assert {v.dtype for v in saved.values()} == {np.dtype("float32")}
-    if not paddle.device.is_compiled_with_cuda():
-        assert "AMP settings run in float32" in capsys.readouterr().out
 
 
 def test_bad_training_options_are_one_line_errors(tiny_config):

@@ -173,7 +173,7 @@ def test_a_committed_checkpoint_stands_in_for_its_stage(tmp_path):
     assert results[0].shipped == str(shipped) and not (tmp_path / "out2" / "pre").exists()
     saved = yaml.safe_load((tmp_path / "out2" / "linear" / "config.yaml").read_text())
     assert saved["model"]["pretrained"] == str(shipped)
-    retrained = run_study(study_with(digest), ["study.use_checkpoints=false"])
+    retrained = run_study(study_with(digest), ["study.use_checkpoints=false"], overwrite=True)
     assert retrained[0].shipped is None and (tmp_path / "out2" / "pre" / "best.pdparams").exists()
 
 

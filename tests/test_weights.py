@@ -187,7 +187,7 @@ def test_training_starts_from_a_foreign_checkpoint_and_checks_its_normalisation(
     assert r.returncode == 0, r.stderr[-2000:]
     assert "(npz, google layout)" in r.stdout and "re-initialised (head): head.weight, head.bias" in r.stdout
     assert "warning:" in r.stdout and "mean [0.5, 0.5, 0.5]" in r.stdout  # the config keeps CIFAR statistics
-    ok = run_tool([sys.executable, os.path.join(ROOT, "tools", "train.py"), "-c", cfg,
+    ok = run_tool([sys.executable, os.path.join(ROOT, "tools", "train.py"), "-c", cfg, "--overwrite",
                    "-o", "data.mean=[0.5,0.5,0.5]", "-o", "data.std=[0.5,0.5,0.5]"])
     assert ok.returncode == 0 and "warning:" not in ok.stdout
 

@@ -11,6 +11,7 @@ tensor must be present and fit, the position embedding is resized to the
 model's grid, and DST holds exactly the tensors that were loaded.
 """
 import argparse
+import os
 
 import _cli
 
@@ -28,10 +29,12 @@ def main() -> None:
 
     from adaptformer.checkpoint import CheckpointError, save_state
     from adaptformer.models import create_model
+    from adaptformer.utils import require_writable_dir
     from adaptformer.weights import load_pretrained, read_checkpoint, to_model_names
 
     if not args.dst.endswith(".pdparams"):
         raise CheckpointError(f"{args.dst}: the output must be a .pdparams file")
+    require_writable_dir(os.path.dirname(os.path.abspath(args.dst)))
     if args.model:
         kwargs = {"img_size": args.img_size} if args.img_size else {}
         try:

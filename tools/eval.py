@@ -37,7 +37,7 @@ def main() -> None:
     from adaptformer.config import load_config
     from adaptformer.engine import evaluate
     from adaptformer.engine.trainer import BEST
-    from adaptformer.utils import atomic_write_text
+    from adaptformer.utils import atomic_write_text, require_writable_dir
 
     checkpoint = args.checkpoint
     if checkpoint is None and args.config:
@@ -54,6 +54,8 @@ def main() -> None:
     config = args.config or os.path.join(os.path.dirname(checkpoint), "config.yaml")
     if not os.path.isfile(config):
         raise CheckpointError(f"{checkpoint}: no config.yaml beside it; pass -c CONFIG")
+    out = args.json or os.path.splitext(checkpoint)[0] + f"_{args.split}_eval.json"
+    require_writable_dir(os.path.dirname(os.path.abspath(out)))  # fail before the evaluation, not after
     result = evaluate(load_config(config, args.override), checkpoint, split=args.split)
 
     print(f"checkpoint {checkpoint} (config {config})")
@@ -62,7 +64,6 @@ def main() -> None:
     width = max(len(n) for n in result["class_names"])
     for name, acc in result["per_class_accuracy"].items():
         print(f"  {name:<{width}}  {acc:.4f}")
-    out = args.json or os.path.splitext(checkpoint)[0] + f"_{args.split}_eval.json"
     atomic_write_text(out, json.dumps(result, indent=2))
     print(f"wrote {out}")
 

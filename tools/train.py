@@ -15,6 +15,9 @@ def main() -> None:
                         help="set a config key, e.g. -o train.epochs=5 (repeatable; values are YAML)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in train.output_dir from its last checkpoint")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run in a non-empty train.output_dir (its files are replaced as the new "
+                             "run writes its own; none is deleted before)")
     args = parser.parse_args()
 
     from adaptformer.config import is_study, load_config
@@ -22,9 +25,9 @@ def main() -> None:
     from adaptformer.study import run_study
 
     if is_study(args.config):
-        run_study(args.config, args.override, resume=args.resume)
+        run_study(args.config, args.override, resume=args.resume, overwrite=args.overwrite)
     else:
-        train(load_config(args.config, args.override), resume=args.resume)
+        train(load_config(args.config, args.override), resume=args.resume, overwrite=args.overwrite)
 
 
 if __name__ == "__main__":

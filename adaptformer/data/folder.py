@@ -27,6 +27,7 @@ import os
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
+import paddle
 from paddle.vision.datasets import DatasetFolder
 from paddle.vision.datasets.folder import IMG_EXTENSIONS
 from PIL import Image
@@ -105,7 +106,14 @@ def folder_class_names(data_cfg) -> List[str]:
 class ClassFolder(DatasetFolder):
     """Paddle's DatasetFolder over one split: hidden folders are not classes, and
     labels come as int64 0-d numpy arrays (load_folder sets the RGB loader and
-    applies data.classes)."""
+    applies data.classes).
+
+    An unreadable image never raises here: an exception inside a DataLoader hangs it
+    (num_workers 0) or ends it in tracebacks from every worker. The sample comes back as
+    a blank image with the label -1 - index instead, and BadImageGuard, around the
+    loader in the main process, stops on it or leaves it out (data.on_bad_image)."""
+
+    img_size = 32  # of the blank image standing in for an unreadable one
 
     def _find_classes(self, dir: str) -> Tuple[List[str], Dict[str, int]]:
         names = _class_folders(dir)
@@ -113,10 +121,83 @@ class ClassFolder(DatasetFolder):
 
     def __getitem__(self, index: int):
         path, target = self.samples[index]
-        img = self.loader(path)
+        try:
+            img = self.loader(path)
+        except DataError:
+            img, target = Image.new("RGB", (self.img_size, self.img_size)), bad_image_label(index)
         if self.transform is not None:
             img = self.transform(img)
         return img, np.array(target, dtype=np.int64)
+
+
+def bad_image_label(index: int) -> int:
+    return -1 - index
+
+
+def bad_image_index(label: int) -> int:
+    return -1 - label
+
+
+class BadImageGuard:
+    """A DataLoader over a ClassFolder, as the trainer iterates it, that handles the samples
+    ClassFolder marked unreadable: `error` raises a one-line DataError naming the first file;
+    `skip` drops them from their batch and reports each file once."""
+
+    def __init__(self, loader, folder: ClassFolder, on_bad_image: str, log=print):
+        self.loader = loader
+        self.folder = folder
+        self.on_bad_image = on_bad_image
+        self.log = log
+        self.skipped: List[str] = []
+
+    def __getattr__(self, name: str):  # batch_sampler, dataset, ... of the wrapped loader
+        return getattr(self.loader, name)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for images, labels in self.loader:
+            flat = labels.numpy().reshape([-1])
+            bad = flat < 0
+            if not bad.any():
+                yield images, labels
+                continue
+            for label in flat[bad]:
+                self._handle(self.folder.samples[bad_image_index(int(label))][0])
+            keep = np.flatnonzero(~bad)
+            if keep.size == 0:  # an empty batch would upset gradient accumulation's grouping
+                raise DataError(f"all {flat.size} images of a batch are unreadable, so none is left to skip to "
+                                f"(first: {self._reason_of(flat[0])})")
+            index = paddle.to_tensor(keep)
+            yield paddle.index_select(images, index), paddle.index_select(labels, index)
+
+    def _reason_of(self, label) -> str:
+        return self._reason(self.folder.samples[bad_image_index(int(label))][0])
+
+    @staticmethod
+    def _reason(path: str) -> str:
+        try:  # read again here, in the main process, for the message the worker could not send
+            load_rgb(path)
+        except DataError as e:
+            return str(e)
+        return f"{path}: could not be read, then could (is it being written?)"
+
+    def _handle(self, path: str) -> None:
+        if self.on_bad_image == "error":
+            raise DataError(f"{self._reason(path)} (or set data.on_bad_image: skip to leave such files out)")
+        if path not in self.skipped:
+            self.skipped.append(path)
+            self.log(f"data.on_bad_image skip: leaving out {self._reason(path)} "
+                     f"[{len(self.skipped)} unreadable image(s) so far]")
+
+
+def guard_bad_images(loader, dataset, on_bad_image: str, log=print):
+    """Wrap `loader` in a BadImageGuard when its dataset is (a subset of) an image folder."""
+    folder = dataset
+    while not isinstance(folder, ClassFolder) and hasattr(folder, "dataset"):
+        folder = folder.dataset  # through paddle.io.Subset (a shard, the validation hold-out) to the whole set
+    return BadImageGuard(loader, folder, on_bad_image, log) if isinstance(folder, ClassFolder) else loader
 
 
 def load_folder(data_cfg, split: str, transform: Optional[Callable[[Any], Any]] = None) -> ClassFolder:
@@ -137,6 +218,7 @@ def load_folder(data_cfg, split: str, transform: Optional[Callable[[Any], Any]] 
     extensions = ", ".join(IMG_EXTENSIONS)
     try:
         ds = ClassFolder(path, loader=load_rgb, transform=transform)
+        ds.img_size = data_cfg.img_size
         targets = ds.targets
     except RuntimeError:  # Paddle's "Found 0 directories": no image in any class folder
         ds, targets = None, []

@@ -10,6 +10,9 @@ from typing import Dict, List, Optional
 
 from paddle.hapi.progressbar import ProgressBar
 
+from ..checkpoint import CheckpointError
+from ..utils import atomic_write_text
+
 
 class RunLogger:
     def __init__(self, output_dir: str, enabled: bool = True, log_every: int = 20):
@@ -21,6 +24,7 @@ class RunLogger:
         self._bar: Optional[ProgressBar] = None
         self._interactive = sys.stdout.isatty()
         self._epoch_start = 0.0
+        self._records: List[Dict] = []  # this run's records; a resume starts from the kept ones
 
     # ----------------------------------------------------------- console
     def info(self, text: str) -> None:
@@ -60,17 +64,21 @@ class RunLogger:
 
     # ----------------------------------------------------------- metrics.jsonl
     def record(self, record: Dict) -> None:
+        """The whole file is rewritten atomically (one line per epoch, so it stays small): a crash
+        never leaves a torn line, and a new run replaces an earlier run's file at its first epoch."""
         if self.enabled:
-            with open(self.metrics_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
+            self._records.append(record)
+            self._write_records()
 
     def truncate_records(self, last_epoch: int) -> None:
         """On resume, drop records of epochs after the checkpoint (written before a crash)."""
         if not self.enabled or not os.path.exists(self.metrics_path):
             return
-        kept = [r for r in read_records(self.metrics_path) if r["epoch"] <= last_epoch]
-        with open(self.metrics_path, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(r) + "\n" for r in kept)
+        self._records = [r for r in read_records(self.metrics_path) if r["epoch"] <= last_epoch]
+        self._write_records()
+
+    def _write_records(self) -> None:
+        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in self._records))
 
     def close(self) -> None:
         if self._writer is not None:
@@ -79,5 +87,15 @@ class RunLogger:
 
 
 def read_records(path: str) -> List[Dict]:
+    """The records of a metrics.jsonl; a last line cut off by a crash (older versions appended) is dropped."""
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        lines = [line for line in f.read().splitlines() if line.strip()]
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break
+            raise CheckpointError(f"{path}: line {i + 1} is not a JSON record") from None
+    return records

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from typing import Dict, List, Tuple
 
 import numpy as np
@@ -14,23 +13,24 @@ from .. import freeze
 from ..checkpoint import load_checkpoint, read_state
 from ..config import Config, ConfigError, dump, save_config
 from ..data import build_dataset, class_names, eval_split
+from ..data.folder import guard_bad_images
 from ..data.workers import worker_init_fn
 from ..methods import apply_method
 from ..models import create_model
 from ..utils import atomic_write_text
 from ..weights import load_pretrained
 from . import dist, memory
+from .outdir import (acquire_lock, earlier_run_files, refuse_earlier_run, release_lock, remove_leftovers,
+                     remove_stale_temp_files, snapshot)
 from .trainer import BEST, LAST, Trainer, evaluate_model, seed_everything
-
-RUN_FILES = ("config.yaml", "metrics.jsonl", "summary.json", "test_predictions.json", LAST, BEST)
-
 
 def build_model(cfg: Config, load_backbone: bool = True, log=print):
     """Backbone by name -> pretrained weights -> tuning method (inserts modules, freezes)."""
     try:
         model = create_model(cfg.model.name, num_classes=cfg.model.num_classes, **cfg.model.kwargs)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise ConfigError(f"model.kwargs: {e}") from None
+    _check_input_size(cfg, model)
     if load_backbone and cfg.model.pretrained:
         if not os.path.isfile(cfg.model.pretrained):
             raise ConfigError(
@@ -56,6 +56,19 @@ def build_model(cfg: Config, load_backbone: bool = True, log=print):
     return model
 
 
+def _check_input_size(cfg: Config, model) -> None:
+    """The position embedding fixes the image size: another one would fail at the first step."""
+    patch_embed = getattr(model, "patch_embed", None)
+    if patch_embed is None or cfg.data.img_size == patch_embed.img_size:
+        return
+    size, grid = patch_embed.img_size, patch_embed.grid_size
+    raise ConfigError(
+        f"data.img_size is {cfg.data.img_size} but model {cfg.model.name} takes {size}x{size} images "
+        f"(patch {patch_embed.patch_size}, position embedding for {grid}x{grid} patches); set data.img_size: {size} "
+        f"or model.kwargs.img_size: {cfg.data.img_size}"
+    )
+
+
 def _check_normalization(cfg: Config, expected, log) -> None:
     """A checkpoint that tells its input normalisation is compared with data.mean/std."""
     if expected is None:
@@ -75,52 +88,75 @@ def build_loaders(cfg: Config) -> Tuple[DataLoader, DataLoader, List[str]]:
     if len(names) != cfg.model.num_classes:
         raise ConfigError(f"model.num_classes is {cfg.model.num_classes} but the data has {len(names)} classes")
     sampler = DistributedBatchSampler(train_set, batch_size=d.batch_size, shuffle=True, drop_last=False)
-    train_loader = DataLoader(train_set, batch_sampler=sampler, num_workers=d.num_workers, worker_init_fn=worker_init_fn())
+    # Workers pass batches through a pipe: Paddle 3.3's shared-memory path fails intermittently here
+    # ("Tensor's dimension is out of bound"), and the loader then hangs or segfaults (docs/reliability.md).
+    train_loader = DataLoader(train_set, batch_sampler=sampler, num_workers=d.num_workers, use_shared_memory=False,
+                              worker_init_fn=worker_init_fn())
+    log = print if dist.is_main() else (lambda *a, **k: None)
+    train_loader = guard_bad_images(train_loader, train_set, d.on_bad_image, log)
     return train_loader, build_eval_loader(cfg, "eval"), names
 
 
-def build_eval_loader(cfg: Config, split: str) -> DataLoader:
+def build_eval_loader(cfg: Config, split: str):
     """Each process evaluates every world_size-th sample (no padding), and the counts are summed."""
     d = cfg.data
     dataset = build_dataset(d, split)
     shard = Subset(dataset, list(range(dist.rank(), len(dataset), dist.world_size())))
-    return DataLoader(shard, batch_size=d.eval_batch_size or d.batch_size, shuffle=False,
-                      num_workers=d.num_workers, worker_init_fn=worker_init_fn())
+    loader = DataLoader(shard, batch_size=d.eval_batch_size or d.batch_size, shuffle=False,
+                        num_workers=d.num_workers, use_shared_memory=False, worker_init_fn=worker_init_fn())
+    log = print if dist.is_main() else (lambda *a, **k: None)
+    return guard_bad_images(loader, shard, d.on_bad_image, log)
 
 
-def prepare_output_dir(cfg: Config, resume: bool) -> None:
+def prepare_output_dir(cfg: Config, resume: bool, overwrite: bool = False) -> Dict[str, tuple]:
+    """Lock train.output_dir and check what it holds; returns what an earlier run left there
+    when --overwrite replaces it (removed once this run has finished), else {}."""
     out = cfg.train.output_dir
     if not dist.is_main():
-        return
-    os.makedirs(out, exist_ok=True)
+        return {}
+    acquire_lock(out)
+    earlier = earlier_run_files(out)
     if resume:
-        saved = os.path.join(out, "config.yaml")
-        if os.path.exists(saved):
-            with open(saved, encoding="utf-8") as f:
-                if f.read() != dump(cfg):
-                    raise ConfigError(
-                        f"{saved}: the run being resumed used another config; resume with the same -c/-o "
-                        "or start a new train.output_dir"
-                    )
-        return
-    stale = [n for n in RUN_FILES + ("vdl",) if os.path.exists(os.path.join(out, n))]
+        _check_resumed_config(cfg, out)
+    elif earlier and not overwrite:
+        refuse_earlier_run(out, earlier)
+    stale = remove_stale_temp_files(out)
     if stale:
-        print(f"starting over in {out}: removing the previous run's {', '.join(stale)} (use --resume to continue it)")
-        for n in stale:
-            p = os.path.join(out, n)
-            shutil.rmtree(p) if os.path.isdir(p) else os.remove(p)
+        print(f"removed {len(stale)} temporary file(s) a killed run left in {out}: {', '.join(stale)}")
+    if resume:
+        return {}
+    before = snapshot(out, earlier)
+    if before:
+        print(f"--overwrite: the earlier run's files in {out} are replaced as this run writes its own; "
+              "the others are removed when it finishes")
     save_config(cfg, os.path.join(out, "config.yaml"))
+    return before
 
 
-def train(cfg: Config, resume: bool = False) -> Dict:
+def _check_resumed_config(cfg: Config, out: str) -> None:
+    saved = os.path.join(out, "config.yaml")
+    if os.path.exists(saved):
+        with open(saved, encoding="utf-8") as f:
+            if f.read() != dump(cfg):
+                raise ConfigError(
+                    f"{saved}: the run being resumed used another config; resume with the same -c/-o "
+                    "or start a new train.output_dir"
+                )
+
+
+def train(cfg: Config, resume: bool = False, overwrite: bool = False) -> Dict:
     # Optimizer state is keyed by Paddle's generated tensor names (linear_3.w_0_velocity_0).
     # A fresh name scope makes every run generate the same names, so a resumed run
     # finds its momentum buffers whatever was built before it in this process.
     with paddle.utils.unique_name.guard():
-        return _train(cfg, resume)
+        try:
+            return _train(cfg, resume, overwrite)
+        finally:
+            if dist.is_main():
+                release_lock(cfg.train.output_dir)
 
 
-def _train(cfg: Config, resume: bool) -> Dict:
+def _train(cfg: Config, resume: bool, overwrite: bool = False) -> Dict:
     dist.init()
     log = print if dist.is_main() else (lambda *a, **k: None)
     seed_everything(cfg.train.seed)
@@ -129,7 +165,7 @@ def _train(cfg: Config, resume: bool) -> Dict:
     params = freeze.summary(model)
     log(f"method {cfg.method.name}: {params}")
     train_loader, eval_loader, names = build_loaders(cfg)
-    prepare_output_dir(cfg, resume)
+    earlier = prepare_output_dir(cfg, resume, overwrite)
     log(f"resolved config: {os.path.join(cfg.train.output_dir, 'config.yaml')}")
     trainer = Trainer(cfg, model, train_loader, eval_loader, names)
     if resume:
@@ -154,6 +190,9 @@ def _train(cfg: Config, resume: bool) -> Dict:
     }
     if dist.is_main():
         atomic_write_text(os.path.join(cfg.train.output_dir, "summary.json"), json.dumps(summary, indent=2))
+        removed = remove_leftovers(cfg.train.output_dir, earlier)
+        if removed:
+            log(f"--overwrite: removed the earlier run's {', '.join(removed)}")
     return summary
 
 

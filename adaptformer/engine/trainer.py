@@ -20,7 +20,7 @@ import paddle
 import paddle.nn as nn
 
 from .. import freeze
-from ..checkpoint import CheckpointError, read_state, save_state
+from ..checkpoint import CheckpointError, load_checkpoint, read_state, save_state
 from ..config import Config
 from ..data import eval_split
 from . import dist
@@ -30,6 +30,7 @@ from .optim import build_optimizer, build_scheduler
 from .step import TrainStep, decorate_for_amp, group_sizes, set_recompute
 
 LAST = "last.pdckpt"  # model + optimizer + progress, for --resume
+RESUME_KEYS = ("model", "optimizer", "epoch", "global_step", "best")
 BEST = "best.pdparams"  # model weights of the best eval epoch
 
 
@@ -88,7 +89,13 @@ class Trainer:
         if not os.path.exists(path):
             raise CheckpointError(f"{path}: nothing to resume (no checkpoint in train.output_dir)")
         state = read_state(path)
-        self.model.set_state_dict(state["model"])
+        missing = [k for k in RESUME_KEYS if k not in state]
+        if missing:
+            raise CheckpointError(
+                f"{path}: not a resume checkpoint (no {', '.join(missing)}: model weights only?); "
+                "start a new run with it as model.pretrained instead"
+            )
+        load_checkpoint(self.model, path, state=state["model"])  # every key and shape must match
         with warnings.catch_warnings():
             # LinearWarmup stores its inner schedule under an extra key, restores it,
             # and still warns that the key was "unused" (checked by the resume test).
@@ -154,7 +161,8 @@ class Trainer:
             loss_value = float(loss)
             if not np.isfinite(loss_value):
                 raise FloatingPointError(
-                    f"loss became {loss_value} at epoch {epoch} step {step + 1}; lower optimizer.lr"
+                    f"loss became {loss_value} at epoch {epoch} step {step + 1}; lower optimizer.lr "
+                    f"({self._kept_checkpoint(epoch)})"
                 )
             meter.update(logits.numpy(), labels.numpy(), loss_value * labels.shape[0])
             if not last:
@@ -170,6 +178,11 @@ class Trainer:
         meter.all_reduce()
         result = meter.result()
         return {"loss": result["loss"], "top1": result["top1"]}
+
+    def _kept_checkpoint(self, failed_epoch: int) -> str:
+        if failed_epoch > 1 and os.path.exists(os.path.join(self.out, LAST)):
+            return f"{os.path.join(self.out, LAST)} of epoch {failed_epoch - 1} is kept"
+        return "no checkpoint was saved yet"
 
     def evaluate(self) -> ClassificationMeter:
         with self.step.autocast():

@@ -16,6 +16,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from .linear import Linear
+
 
 class LoRALinear(nn.Layer):
     def __init__(self, base: nn.Linear, parts: Dict[str, Tuple[int, int]], rank: int, alpha: float, dropout: float = 0.0):
@@ -73,6 +75,21 @@ class LoRALinear(nn.Layer):
         return f"parts={list(self.parts)}, rank={self.rank}, scaling={self.scaling:g}"
 
 
+def _merged_linear(lora: LoRALinear) -> Linear:
+    """The package's Linear (as in every ViT block) holding W + delta and the same bias,
+    each keeping whether it trained."""
+    in_features, out_features = lora.weight.shape
+    linear = Linear(in_features, out_features, bias_attr=None if lora.bias is not None else False)
+    with paddle.no_grad():
+        linear.weight.set_value(lora.weight + lora.delta_weight())
+        if lora.bias is not None:
+            linear.bias.set_value(lora.bias)
+    linear.weight.stop_gradient = lora.weight.stop_gradient
+    if lora.bias is not None:
+        linear.bias.stop_gradient = lora.bias.stop_gradient
+    return linear
+
+
 def merge_lora(model: nn.Layer) -> int:
     """Replace every LoRALinear in `model` by a plain Linear holding W + delta; returns how many.
 
@@ -82,13 +99,6 @@ def merge_lora(model: nn.Layer) -> int:
     for parent in model.sublayers(include_self=True):
         for name, child in list(parent.named_children()):
             if isinstance(child, LoRALinear):
-                in_features, out_features = child.weight.shape
-                linear = nn.Linear(in_features, out_features, bias_attr=None if child.bias is not None else False)
-                with paddle.no_grad():
-                    linear.weight.set_value(child.weight + child.delta_weight())
-                    if child.bias is not None:
-                        linear.bias.set_value(child.bias)
-                linear.weight.stop_gradient = child.weight.stop_gradient
-                setattr(parent, name, linear)
+                setattr(parent, name, _merged_linear(child))
                 count += 1
     return count

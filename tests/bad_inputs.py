@@ -1,0 +1,290 @@
+"""The table of bad inputs: each is run as a user would run it (the CLI in a subprocess) and
+must end with one line on stderr, `error: ...`, exit status 2, and no output written.
+
+Used by tests/test_bad_inputs.py and by tools/reliability_report.py, which writes the table
+to docs/reliability_inputs.md.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BASE = os.path.join(ROOT, "configs", "cpu", "smoke_synthetic.yaml")
+TIMEOUT_S = 120
+
+
+@dataclass
+class Case:
+    name: str  # the input, as a user would describe it
+    args: List[str]  # after `python tools/<tool>`; {tmp}, {out} and {base} are filled in
+    expect: str  # a distinctive part of the one error line
+    tool: str = "train.py"
+    setup: Optional[Callable[[Path], None]] = None  # prepares files under tmp
+    # Errors found while training (not in the inputs) may leave what the run wrote before.
+    runtime: bool = False
+    file_size_limit: Optional[int] = None  # RLIMIT_FSIZE in bytes: writes past it fail with EFBIG
+    expect_status: int = 2
+
+
+@dataclass
+class Outcome:
+    case: Case
+    status: Optional[int]  # None: killed after TIMEOUT_S (a hang)
+    stdout: str
+    stderr: str
+    out_before: Dict[str, int] = field(default_factory=dict)
+    out_after: Dict[str, int] = field(default_factory=dict)
+
+    @property
+    def stderr_lines(self) -> List[str]:
+        return [line for line in self.stderr.splitlines() if line.strip()]
+
+    @property
+    def traceback(self) -> bool:
+        return "Traceback" in self.stderr or "Traceback" in self.stdout
+
+    @property
+    def hang(self) -> bool:
+        return self.status is None
+
+    @property
+    def changed_files(self) -> List[str]:
+        return sorted(n for n in set(self.out_before) | set(self.out_after)
+                      if self.out_before.get(n) != self.out_after.get(n))
+
+    def problems(self) -> List[str]:
+        """Empty when the input was refused as it should be."""
+        c = self.case
+        if self.hang:
+            return [f"no end after {TIMEOUT_S} s"]
+        found = []
+        if self.status != c.expect_status:
+            found.append(f"exit status {self.status}, expected {c.expect_status}")
+        if self.traceback:
+            found.append("a traceback")
+        if c.expect_status == 2:
+            lines = self.stderr_lines
+            if len(lines) != 1 or not lines[0].startswith("error: ") or c.expect not in lines[0]:
+                found.append(f"stderr is not one 'error: ...{c.expect}...' line: {lines[:3]}")
+        elif c.expect not in self.stdout:
+            found.append(f"stdout lacks {c.expect!r}")
+        if not c.runtime and self.changed_files:
+            found.append(f"files written: {self.changed_files}")
+        return found
+
+
+# --------------------------------------------------------------------------- set-ups
+
+
+def write_yaml(path: Path, data) -> None:
+    path.write_text(yaml.safe_dump(data) if data is not None else "# nothing here\n")
+
+
+def empty_yaml(tmp: Path) -> None:
+    write_yaml(tmp / "empty.yaml", None)
+
+
+def earlier_run(tmp: Path) -> None:
+    (tmp / "out").mkdir()
+    (tmp / "out" / "best.pdparams").write_bytes(b"an earlier run's weights")
+
+
+def lock_held_by_a_live_process(tmp: Path) -> None:
+    (tmp / "out").mkdir()
+    # This process (the test or the report) is alive while the case runs.
+    (tmp / "out" / ".lock").write_text(f"{os.getpid()} {socket.gethostname()}\n")
+
+
+def weights_only_as_resume_file(tmp: Path) -> None:
+    _save_run_state(tmp / "out" / "last.pdckpt", [], resume_format=False)
+
+
+def resume_file_of_another_width(tmp: Path) -> None:
+    _save_run_state(tmp / "out" / "last.pdckpt", ["model.kwargs.embed_dim=32"], resume_format=True)
+
+
+def _save_run_state(path: Path, overrides: List[str], resume_format: bool) -> None:
+    """The model of the base config (with `overrides`) saved as a run would save it."""
+    import adaptformer  # noqa: F401  (CPU environment before paddle loads)
+    from adaptformer.checkpoint import save_state
+    from adaptformer.config import load_config
+    from adaptformer.engine import build_model
+
+    state = build_model(load_config(BASE, overrides), log=lambda *a: None).state_dict()
+    if resume_format:
+        state = {"model": state, "optimizer": {}, "loss_scaler": {}, "epoch": 1, "global_step": 4,
+                 "best": {"top1": 0.5, "epoch": 1}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_state(state, str(path))
+
+
+def a_regular_file(tmp: Path) -> None:
+    (tmp / "file").write_text("a file, so nothing can be created under it\n")
+
+
+def a_checkpoint_and_a_regular_file(tmp: Path) -> None:
+    a_regular_file(tmp)
+    (tmp / "ckpt.pdparams").write_bytes(b"only its existence is checked before the output folder")
+
+
+def image_folder(bad: Optional[bytes]) -> Callable[[Path], None]:
+    """10 training images in 2 classes (+ 4 for eval); `bad` is written as train/a/bad.png."""
+    def setup(tmp: Path) -> None:
+        from PIL import Image
+
+        rng = np.random.default_rng(0)
+        for split, count in (("train", 5), ("val", 2)):
+            for cls in ("a", "b"):
+                folder = tmp / "images" / split / cls
+                folder.mkdir(parents=True)
+                for i in range(count - (split == "train" and cls == "a" and bad is not None)):
+                    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+        if bad is not None:
+            (tmp / "images" / "train" / "a" / "bad.png").write_bytes(bad)
+
+    return setup
+
+
+def folder_args(workers: int, on_bad_image: str = "error") -> List[str]:
+    return ["-o", "data.dataset=folder", "-o", "data.data_dir={tmp}/images", "-o", "model.num_classes=2",
+            "-o", "data.synthetic_num_classes=2", "-o", "data.batch_size=4", "-o", "train.epochs=1",
+            "-o", f"data.num_workers={workers}", "-o", f"data.on_bad_image={on_bad_image}"]
+
+
+def study_with_a_typo_in_stage_2(tmp: Path) -> None:
+    _study(tmp, {"train.epohcs": 2})
+
+
+def study_with_a_missing_file_in_stage_2(tmp: Path) -> None:
+    _study(tmp, {"data.dataset": "cifar10", "data.data_file": str(tmp / "absent.tar.gz")})
+
+
+def _study(tmp: Path, stage_2_overrides: Dict) -> None:
+    write_yaml(tmp / "study.yaml", {"study": {"name": "s", "output_dir": str(tmp / "out"), "stages": [
+        {"name": "one", "config": BASE},
+        {"name": "two", "config": BASE, "pretrained_from": "one", "overrides": stage_2_overrides},
+    ]}})
+
+
+TEXT_PNG = b"this is a text file named .png\n"
+TRUNCATED_PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00 "
+
+# --------------------------------------------------------------------------- the table
+
+CASES = [
+    # The config: one line, before any work.
+    Case("unknown model name", ["-o", "model.name=vit_nope"], "model.name is not a known model: 'vit_nope'"),
+    Case("embed_dim not divisible by num_heads", ["-o", "model.kwargs.num_heads=3"],
+         "embed_dim 64 is not divisible by num_heads 3"),
+    Case("data.img_size 30 for a 32-px patch-4 model", ["-o", "data.img_size=30"],
+         "data.img_size is 30 but model vit_tiny_patch4_32 takes 32x32 images"),
+    Case("train.eval_every: 0", ["-o", "train.eval_every=0"], "train.eval_every must be >= 1, got 0"),
+    Case("optimizer.betas: [0.9]", ["-o", "optimizer.betas=[0.9]"], "optimizer.betas must be [beta1, beta2]"),
+    Case("data.num_workers: -1", ["-o", "data.num_workers=-1"], "data.num_workers must be >= 0, got -1"),
+    Case("train.label_smoothing: 2", ["-o", "train.label_smoothing=2"], "train.label_smoothing must be in [0, 1)"),
+    Case("data.eval_batch_size: 0", ["-o", "data.eval_batch_size=0"], "data.eval_batch_size must be >= 1, got 0"),
+    Case("scheduler.warmup_steps: -5", ["-o", "scheduler.warmup_steps=-5"], "scheduler.warmup_steps must be >= 0"),
+    Case("optimizer.lr: nan", ["-o", "optimizer.lr=nan"], "optimizer.lr must be a finite number"),
+    Case("optimizer.lr: 0", ["-o", "optimizer.lr=0"], "optimizer.lr must be > 0"),
+    Case("optimizer.momentum: 1.5", ["-o", "optimizer.momentum=1.5"], "optimizer.momentum must be in [0, 1)"),
+    Case("train.epochs: abc", ["-o", "train.epochs=abc"], "train.epochs must be an integer, got 'abc'"),
+    Case("data.on_bad_image: maybe", ["-o", "data.on_bad_image=maybe"], "data.on_bad_image must be one of error, skip"),
+    Case("method.name: lorra", ["-o", "method.name=lorra"], "has unknown method 'lorra'"),
+    Case("misspelled section in -o (tarin.epochs)", ["-o", "tarin.epochs=3"], "-o: unknown key 'tarin'"),
+    Case("-o without a value", ["-o", "train.epochs"], "-o train.epochs: expected key=value"),
+    Case("empty YAML file", ["-c", "{tmp}/empty.yaml"], "empty.yaml: the file is empty", setup=empty_yaml),
+    Case("config file that does not exist", ["-c", "{tmp}/absent.yaml"], "absent.yaml: config file not found"),
+    Case("study: a typo in stage 2", ["-c", "{tmp}/study.yaml"], "unknown key 'train.epohcs'",
+         setup=study_with_a_typo_in_stage_2),
+    Case("study: a missing data file in stage 2", ["-c", "{tmp}/study.yaml"],
+         "stage 'two': data.data_file", setup=study_with_a_missing_file_in_stage_2),
+    # The output folder.
+    Case("output directory not writable", ["-o", "train.output_dir={tmp}/file/out"],
+         "out: cannot write here (a file is in the way",
+         setup=a_regular_file),
+    Case("output directory holds an earlier run (no --resume/--overwrite)", [], "already holds a run",
+         setup=earlier_run),
+    Case("a second training into a folder in use", [], "is in use by process", setup=lock_held_by_a_live_process),
+    Case("--resume with nothing to resume", ["--resume"], "nothing to resume"),
+    Case("--resume from a weights-only file (best.pdparams renamed)", ["--resume"], "not a resume checkpoint",
+         setup=weights_only_as_resume_file),
+    Case("--resume from a checkpoint of another width", ["--resume"], "'cls_token' has shape [1, 1, 32], the model expects [1, 1, 64]",
+         setup=resume_file_of_another_width),
+    Case("eval.py writing into an unwritable folder",
+         ["-c", "{base}", "--checkpoint", "{tmp}/ckpt.pdparams", "--json", "{tmp}/file/eval.json"],
+         "file: cannot write here (a file is in the way", tool="eval.py", setup=a_checkpoint_and_a_regular_file),
+    Case("convert_weights.py writing into an unwritable folder", ["{tmp}/file", "{tmp}/file/x.pdparams"],
+         "file: cannot write here (a file is in the way", tool="convert_weights.py", setup=a_regular_file),
+    # While training: one line, the last good checkpoint kept.
+    Case("NaN loss (optimizer.lr=1e30)", ["-o", "optimizer.lr=1e30", "-o", "train.epochs=1",
+                                          "-o", "scheduler.warmup_epochs=0"],
+         "loss became nan at epoch 1 step", runtime=True),
+    Case("disk full while writing a checkpoint (file size limit 100 kB)", ["-o", "train.epochs=1"],
+         "the disk or file size limit is full", runtime=True, file_size_limit=100_000),
+    # Unreadable images in a folder dataset, with every worker count.
+    *[Case(f"text file named .png, num_workers {w}", folder_args(w), "bad.png: cannot read this image",
+           setup=image_folder(TEXT_PNG), runtime=True) for w in (0, 1, 2)],
+    Case("zero-byte .png, num_workers 0", folder_args(0), "bad.png: cannot read this image",
+         setup=image_folder(b""), runtime=True),
+    Case("truncated .png, num_workers 2", folder_args(2), "bad.png: cannot read this image",
+         setup=image_folder(TRUNCATED_PNG), runtime=True),
+    *[Case(f"text file named .png with data.on_bad_image: skip, num_workers {w}", folder_args(w, "skip"),
+           "data.on_bad_image skip: leaving out", setup=image_folder(TEXT_PNG), runtime=True, expect_status=0)
+      for w in (0, 2)],
+]
+
+
+# --------------------------------------------------------------------------- running
+
+
+def fill(arg: str, tmp: Path) -> str:
+    return arg.format(tmp=tmp, out=tmp / "out", base=BASE)
+
+
+def command(case: Case, tmp: Path) -> List[str]:
+    args = [fill(a, tmp) for a in case.args]
+    if case.tool == "train.py" and "-c" not in args:
+        args = ["-c", BASE, "-o", f"train.output_dir={tmp / 'out'}", *args]
+    return [sys.executable, os.path.join("tools", case.tool), *args]
+
+
+def files_under(folder: Path) -> Dict[str, int]:
+    if not folder.exists():
+        return {}
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")}
+
+
+def run_case(case: Case, tmp: Path) -> Outcome:
+    tmp.mkdir(parents=True, exist_ok=True)
+    if case.setup:
+        case.setup(tmp)
+    before = files_under(tmp / "out")
+
+    def limit_file_size() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (case.file_size_limit, case.file_size_limit))
+
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    try:
+        r = subprocess.run(command(case, tmp), cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S,
+                           preexec_fn=limit_file_size if case.file_size_limit else None)
+        status, stdout, stderr = r.returncode, r.stdout, r.stderr
+    except subprocess.TimeoutExpired as e:
+        status, stdout, stderr = None, str(e.stdout or ""), str(e.stderr or "")
+    return Outcome(case, status, stdout, stderr, before, files_under(tmp / "out"))
+
+
+def run_all(cases: List[Case], tmp_root: Path, parallel: int = 2) -> List[Outcome]:
+    """Each case in its own folder; `parallel` at a time (the machine has 2 cores)."""
+    with ThreadPoolExecutor(parallel) as pool:
+        return list(pool.map(lambda ic: run_case(ic[1], tmp_root / f"case{ic[0]:02d}"), enumerate(cases)))
