@@ -352,7 +352,7 @@ def test_numpy_1x_spelling(tmp_path):
     ("directory", "is a directory, expected a Paddle .pdparams"),
     ("torch_zip", "is a zip archive \\(a PyTorch checkpoint\\? use read_torch_zip\\)"),
     ("list", "holds a list, expected a Paddle .pdparams"),
-    ("truncated", "corrupt pickle data"),
+    ("truncated", "truncated or damaged pickle: a record declares"),
     ("split", "split into slices"),
 ])
 def test_unreadable_pdparams(tmp_path, case, message):

@@ -20,7 +20,7 @@ import paddle
 import paddle.nn as nn
 
 from .. import freeze
-from ..checkpoint import CheckpointError, read_state, save_state
+from ..checkpoint import CheckpointError, read_resume_state, save_state
 from ..config import Config
 from . import dist
 from .logger import RunLogger
@@ -86,7 +86,7 @@ class Trainer:
         path = os.path.join(self.out, LAST)
         if not os.path.exists(path):
             raise CheckpointError(f"{path}: nothing to resume (no checkpoint in train.output_dir)")
-        state = read_state(path)
+        state = read_resume_state(path)
         self.model.set_state_dict(state["model"])
         with warnings.catch_warnings():
             # LinearWarmup stores its inner schedule under an extra key, restores it,

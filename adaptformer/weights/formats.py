@@ -18,7 +18,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from ..checkpoint import CheckpointError, require_file
-from .safe_pickle import CheckpointReadError, UnsafePickleError, read_numpy_pickle, read_torch_zip
+from ..safe_pickle import read_npz, read_numpy_pickle, read_torch_zip
 
 INCEPTION = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".tar")
@@ -41,19 +41,16 @@ def read_checkpoint(path: str) -> Checkpoint:
     require_file(path, "a checkpoint file")
     fmt = detect_format(path)
     normalization = None
-    try:
-        if fmt == "npz":
-            obj = _read_npz(path)
-            normalization = INCEPTION  # every Google ViT release normalises to [-1, 1]
-        elif fmt == "safetensors":
-            obj = _read_safetensors(path)
-            normalization = _hub_normalization(path)
-        elif fmt == "torch":
-            obj = read_torch_zip(path)
-        else:
-            obj = read_numpy_pickle(path)
-    except (UnsafePickleError, CheckpointReadError) as e:
-        raise CheckpointError(str(e)) from None
+    if fmt == "npz":
+        obj = read_npz(path)
+        normalization = INCEPTION  # every Google ViT release normalises to [-1, 1]
+    elif fmt == "safetensors":
+        obj = _read_safetensors(path)
+        normalization = _hub_normalization(path)
+    elif fmt == "torch":
+        obj = read_torch_zip(path)
+    else:
+        obj = read_numpy_pickle(path)
     tensors, container = _state_dict(obj, path)
     return Checkpoint(path, fmt, tensors, normalization, container)
 
@@ -82,14 +79,6 @@ def detect_format(path: str) -> str:
         f"{path}: not a checkpoint this package reads "
         "(expected .pdparams, .safetensors, a Google ViT .npz or a PyTorch .pth zip)"
     )
-
-
-def _read_npz(path: str) -> Dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise CheckpointError(f"{path}: unreadable .npz ({type(e).__name__}: {e})") from None
 
 
 def _read_safetensors(path: str) -> Dict[str, np.ndarray]:
