@@ -573,6 +573,8 @@ def _unpickle(unpickler, file_size):
         obj = unpickler.load()
     except CheckpointError:
         raise
+    except KeyError as e:  # the dispatch table has no such opcode
+        raise CheckpointReadError(f"corrupt pickle data (unknown opcode {e})") from None
     except Exception as e:  # a malformed pickle fails in many ways; all mean the same to the caller
         raise CheckpointReadError(f"corrupt pickle data ({type(e).__name__}: {e})") from e
     check_structure(obj, _element_limit(file_size))
