@@ -295,6 +295,8 @@ class _RestrictedUnpickler(pickle._Unpickler):
         return self._resolved[module, name]
 
     def _callable(self, func) -> None:
+        if isinstance(func, _Global):
+            raise UnsafePickleError(f"refuses to call {func.name} directly (arrays are rebuilt only as numpy pickles them)")
         if not callable(func) or not any(func is f for f in self._resolved.values()):
             raise UnsafePickleError(f"refuses to call {_describe(func)} (only allow-listed globals are called)")
 

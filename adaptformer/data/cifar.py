@@ -25,7 +25,8 @@ import paddle.vision.datasets.cifar as cifar_urls  # only its URLs and MD5 sums:
 from PIL import Image
 
 from adaptformer.data import DataError
-from adaptformer.safe_pickle import ByteBudget, CheckpointReadError, read_data_pickle, read_exactly
+from adaptformer.errors import CheckpointError
+from adaptformer.safe_pickle import ByteBudget, read_data_pickle, read_exactly
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,7 @@ def _members(path: str, wanted: Callable[[str], bool]) -> Iterator[Tuple[str, Op
 def _unpickle_member(path: str, source: str, kind: CifarKind, name: str, data: bytearray, purpose: str) -> Any:
     try:
         return read_data_pickle(data, f"member {os.path.basename(name)}")
-    except CheckpointReadError as e:
+    except CheckpointError as e:  # unsafe or damaged: either way not a CIFAR batch
         raise DataError(f"{path} ({source}): cannot read {purpose} ({e}); {_expected(kind)}") from None
 
 
