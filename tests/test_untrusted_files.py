@@ -1,10 +1,13 @@
 """Hostile files (tests/untrusted_payloads.py), refused by every reader and every entry point:
 one line on stderr, exit status 2, nothing run, little memory and time spent."""
+import io
 import json
 import os
 import pickle
 import subprocess
 import sys
+import tarfile
+import time
 
 import numpy as np
 import pytest
@@ -146,3 +149,36 @@ def test_tools_refuse_with_one_line(tmp_path, tiny_config, case):
     assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr[-2000:]
     assert "refuses to load global 'posix.system'" in lines[0]
     assert not marker.exists()
+
+
+class Zeros(io.RawIOBase):
+    """`size` zero bytes, streamed (tarfile reads the member from it)."""
+
+    def __init__(self, size):
+        self.left = size
+
+    def readinto(self, buffer):
+        n = min(len(buffer), self.left)
+        buffer[:n] = bytes(n)
+        self.left -= n
+        return n
+
+
+def test_cifar_archive_that_inflates_is_refused(tmp_path):
+    """A data_batch_1 of 64 MiB of zeros: the .tar.gz is ~70 KiB, the member declares 64 MiB."""
+    archive = str(tmp_path / "c10.tar.gz")
+    write_cifar_archive(archive, replace={"data_batch_1": b""})
+    inflated = str(tmp_path / "inflated.tar.gz")
+    with tarfile.open(archive) as src, tarfile.open(inflated, "w:gz") as dst:
+        for member in src:
+            if member.name.endswith("data_batch_1"):
+                member.size = 64 << 20
+                dst.addfile(member, Zeros(member.size))
+            else:
+                dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+    assert os.path.getsize(inflated) < 200_000
+    start = time.perf_counter()
+    with pytest.raises(DataError) as e:
+        build_dataset(DataConfig(data_file=inflated), "train")
+    assert "member cifar-10-batches-py/data_batch_1 declares 67108864 bytes" in str(e.value)
+    assert time.perf_counter() - start < 5 and "\n" not in str(e.value)

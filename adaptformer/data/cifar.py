@@ -26,7 +26,7 @@ from PIL import Image
 
 from adaptformer.data import DataError
 from adaptformer.errors import CheckpointError
-from adaptformer.safe_pickle import ByteBudget, read_data_pickle, read_exactly
+from adaptformer.safe_pickle import ALLOWANCE, GROWTH, ByteBudget, CheckpointReadError, read_data_pickle, read_exactly
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,11 @@ class _CappedStream:
     def read(self, n: int = -1) -> bytes:
         left = self._budget.limit - self._budget.spent
         data = self._raw.read(left + 1 if n is None or n < 0 else min(n, left + 1))
-        self._budget.spend(len(data), "the decompressed tar stream")
+        if len(data) > left:
+            raise CheckpointReadError(
+                f"decompresses to more than {self._budget.limit} bytes, more than a "
+                f"{self._budget.file_size}-byte archive may (limit {GROWTH} x its size + {ALLOWANCE >> 10} KiB)")
+        self._budget.spent += len(data)
         return data
 
 
@@ -158,11 +162,11 @@ def _members(path: str, wanted: Callable[[str], bool]) -> Iterator[Tuple[str, Op
         stream = _CappedStream(_open_stream(raw), budget)
         with tarfile.open(fileobj=stream, mode="r|") as tar:
             for member in tar:
+                what = f"member {member.name}"
+                if member.size > budget.limit - budget.spent:
+                    budget.spend(member.size, what)  # refuses, naming the declared size, before inflating it
                 data = None
                 if member.isfile() and wanted(os.path.basename(member.name)):
-                    what = f"member {member.name}"
-                    if member.size > budget.limit - budget.spent:
-                        budget.spend(member.size, what)  # refuses, naming the declared size
                     data = read_exactly(tar.extractfile(member), member.size, what)
                 yield member.name, data
 
