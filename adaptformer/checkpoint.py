@@ -14,7 +14,7 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from .errors import CheckpointError
+from .errors import CheckpointError, one_line
 from .safe_pickle import read_numpy_pickle
 from .utils import atomic_write, short_list
 
@@ -48,7 +48,7 @@ def read_state(path: str) -> Dict:
 def _require_tensors(state: Dict, path: str, what: str) -> None:
     bad = [k for k, v in state.items() if not isinstance(v, (np.ndarray, paddle.Tensor))]
     if bad:
-        raise CheckpointError(f"{path}: {what} entries that are not tensors ({short_list(bad)})")
+        raise CheckpointError(f"{path}: {what} entries that are not tensors ({short_list(map(one_line, bad))})")
 
 
 def read_resume_state(path: str) -> Dict:
@@ -73,7 +73,7 @@ def load_checkpoint(model: nn.Layer, path: str, state: Optional[Dict] = None) ->
     state = read_state(path) if state is None else state
     model_state = model.state_dict()
     missing = [k for k in model_state if k not in state]
-    unexpected = [k for k in state if k not in model_state]
+    unexpected = [one_line(k) for k in state if k not in model_state]
     if missing or unexpected:
         parts = []
         if missing:

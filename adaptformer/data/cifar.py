@@ -25,7 +25,7 @@ import paddle.vision.datasets.cifar as cifar_urls  # only its URLs and MD5 sums:
 from PIL import Image
 
 from adaptformer.data import DataError
-from adaptformer.errors import CheckpointError
+from adaptformer.errors import CheckpointError, one_line
 from adaptformer.safe_pickle import ALLOWANCE, GROWTH, ByteBudget, CheckpointReadError, read_data_pickle, read_exactly
 
 
@@ -162,13 +162,13 @@ def _members(path: str, wanted: Callable[[str], bool]) -> Iterator[Tuple[str, Op
         stream = _CappedStream(_open_stream(raw), budget)
         with tarfile.open(fileobj=stream, mode="r|") as tar:
             for member in tar:
-                what = f"member {member.name}"
+                what = f"member {one_line(member.name)}"
                 if member.size > budget.limit - budget.spent:
                     budget.spend(member.size, what)  # refuses, naming the declared size, before inflating it
                 data = None
                 if member.isfile() and wanted(os.path.basename(member.name)):
                     data = read_exactly(tar.extractfile(member), member.size, what)
-                yield member.name, data
+                yield one_line(member.name), data
 
 
 def _unpickle_member(path: str, source: str, kind: CifarKind, name: str, data: bytearray, purpose: str) -> Any:

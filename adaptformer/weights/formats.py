@@ -18,6 +18,8 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from ..checkpoint import CheckpointError, require_file
+from ..errors import one_line
+from ..utils import short_list
 from ..safe_pickle import read_npz, read_numpy_pickle, read_torch_zip
 
 INCEPTION = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -116,7 +118,7 @@ def _state_dict(obj, path: str) -> Tuple[Dict[str, np.ndarray], Optional[str]]:
         if not _is_flat(obj):
             container = next((k for k in CONTAINER_KEYS if _is_flat(obj.get(k))), None)
             if container is None:
-                keys = ", ".join(map(str, list(obj)[:8]))
+                keys = ", ".join(map(one_line, list(obj)[:8]))
                 raise CheckpointError(
                     f"{path}: found no weights: neither a flat dict of tensors nor one under "
                     f"{'/'.join(CONTAINER_KEYS)} (top-level keys: {keys})"
@@ -124,6 +126,8 @@ def _state_dict(obj, path: str) -> Tuple[Dict[str, np.ndarray], Optional[str]]:
             obj = obj[container]
     else:
         raise CheckpointError(f"{path}: expected a dict of tensors, got {type(obj).__name__}")
+    if not all(isinstance(k, str) for k in obj):
+        raise CheckpointError(f"{path}: tensor names must be strings (found {short_list([k for k in obj if not isinstance(k, str)])})")
     if all(k.startswith("module.") for k in obj):  # saved from DistributedDataParallel
         obj = {k[len("module."):]: v for k, v in obj.items()}
     return obj, container
