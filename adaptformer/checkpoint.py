@@ -1,6 +1,8 @@
 """A run's own checkpoints.
 
 - `save_state` writes atomically (temporary file + rename).
+- `read_state` / `read_resume_state` read them back through the restricted reader
+  (adaptformer/safe_pickle.py), never `paddle.load`: the files may come from anyone.
 - `load_checkpoint` restores a run's own checkpoint: every key must match.
 
 Pretrained backbones from other sources are read by `adaptformer.weights`.
@@ -39,8 +41,9 @@ def _named_tensor(name: str, array):
 
 
 def read_state(path: str) -> Dict:
-    """A dict paddle.save wrote, through the restricted reader (adaptformer/safe_pickle.py):
-    what it holds comes back as paddle.load returns it, and pickled code is refused."""
+    """A dict paddle.save wrote, bit for bit, with pickled code refused. Tensors paddle.save
+    nested in dicts (last.pdckpt) come back as named Tensors, as paddle.load returns them;
+    a flat state dict (best.pdparams) as NumPy arrays, which set_state_dict takes alike."""
     require_file(path, "a .pdparams file")
     return read_numpy_pickle(path, make_tensor=_named_tensor)
 
