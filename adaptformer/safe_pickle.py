@@ -296,7 +296,8 @@ class _RestrictedUnpickler(pickle._Unpickler):
 
     def _callable(self, func) -> None:
         if isinstance(func, _Global):
-            raise UnsafePickleError(f"refuses to call {func.name} directly (arrays are rebuilt only as numpy pickles them)")
+            raise UnsafePickleError(
+                f"refuses to call {func.name} directly (arrays are rebuilt only as numpy pickles them)")
         if not callable(func) or not any(func is f for f in self._resolved.values()):
             raise UnsafePickleError(f"refuses to call {_describe(func)} (only allow-listed globals are called)")
 
@@ -311,7 +312,8 @@ class _RestrictedUnpickler(pickle._Unpickler):
         # Protocol 2 pickles argparse.Namespace as NEWOBJ(cls, ()) + BUILD(__dict__).
         cls, args = self.stack[-2:]
         if cls is not types.SimpleNamespace or args != ():
-            raise UnsafePickleError(f"refuses to construct {_describe(cls)} (only argparse.Namespace without arguments)")
+            raise UnsafePickleError(
+                f"refuses to construct {_describe(cls)} (only argparse.Namespace without arguments)")
         _op[pickle.NEWOBJ[0]](self)
     dispatch[pickle.NEWOBJ[0]] = load_newobj
 
@@ -345,7 +347,8 @@ class _RestrictedUnpickler(pickle._Unpickler):
         for key in keys:
             if type(key) not in self._policy.key_types:
                 allowed = " / ".join(t.__name__ for t in self._policy.key_types)
-                raise UnsafePickleError(f"refuses a dict key of type {type(key).__name__} (only {allowed} keys are allowed)")
+                raise UnsafePickleError(
+                    f"refuses a dict key of type {type(key).__name__} (only {allowed} keys are allowed)")
 
     def _target_dict(self, target) -> dict:
         if not isinstance(target, dict):
@@ -401,7 +404,8 @@ class _RestrictedUnpickler(pickle._Unpickler):
 
     def _build_array(self, array, state):
         if not isinstance(state, tuple) or len(state) not in (4, 5):
-            raise CheckpointReadError(f"array state is {_describe(state)}, expected numpy's (shape, dtype, order, data)")
+            raise CheckpointReadError(
+                f"array state is {_describe(state)}, expected numpy's (shape, dtype, order, data)")
         shape, dtype, fortran, data = state[-4:]
         shape = _indices(shape, "array shape")
         _checked_dtype(dtype)
@@ -713,5 +717,6 @@ def _npy(data: bytearray, name: str) -> np.ndarray:
     shape = _indices(shape, f"member {name!r} shape")
     offset = stream.tell()
     if len(data) - offset != math.prod(shape) * dtype.itemsize:
-        raise CheckpointReadError(f"member {name!r} declares shape {list(shape)} of {dtype} but holds {len(data) - offset} bytes")
+        raise CheckpointReadError(
+            f"member {name!r} declares shape {list(shape)} of {dtype} but holds {len(data) - offset} bytes")
     return np.frombuffer(data, dtype, offset=offset).reshape(shape, order="F" if fortran else "C")

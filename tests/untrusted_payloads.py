@@ -154,7 +154,8 @@ def _file(data_fn: Callable[[], bytes]) -> Callable:
 READER_CASES: Dict[str, Tuple[Callable, str, str]] = {
     "stride0.pth": (stride0_pth, "read_torch_zip", "a tensor view of size [4096, 4096] declares 67108864 bytes"),
     "deflated.pth": (deflated_pth, "read_torch_zip", "zip member 'a/data.pkl' declares 268435456 bytes"),
-    "bytes.pdparams": (_file(bytes_of_size), "read_numpy_pickle", "builtins.bytes(2147483648) declares 2147483648 bytes"),
+    "bytes.pdparams": (_file(bytes_of_size), "read_numpy_pickle",
+                       "builtins.bytes(2147483648) declares 2147483648 bytes"),
     "ndarray.pdparams": (_file(ndarray_of_size), "read_numpy_pickle", "refuses to call numpy.ndarray directly"),
     "reconstruct.pdparams": (_file(reconstruct_of_size), "read_numpy_pickle",
                              "array of shape [2147483648] and dtype uint8 holds"),

@@ -127,7 +127,8 @@ def _state_dict(obj, path: str) -> Tuple[Dict[str, np.ndarray], Optional[str]]:
     else:
         raise CheckpointError(f"{path}: expected a dict of tensors, got {type(obj).__name__}")
     if not all(isinstance(k, str) for k in obj):
-        raise CheckpointError(f"{path}: tensor names must be strings (found {short_list([k for k in obj if not isinstance(k, str)])})")
+        other = [k for k in obj if not isinstance(k, str)]
+        raise CheckpointError(f"{path}: tensor names must be strings (found {short_list(other)})")
     if all(k.startswith("module.") for k in obj):  # saved from DistributedDataParallel
         obj = {k[len("module."):]: v for k, v in obj.items()}
     return obj, container
