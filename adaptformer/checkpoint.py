@@ -1,6 +1,8 @@
 """A run's own checkpoints.
 
 - `save_state` writes atomically (temporary file + rename).
+- `read_state` / `read_resume_state` read them back through the restricted reader
+  (adaptformer/safe_pickle.py), never `paddle.load`: the files may come from anyone.
 - `load_checkpoint` restores a run's own checkpoint: every key must match.
 
 Pretrained backbones from other sources are read by `adaptformer.weights`.
@@ -10,14 +12,13 @@ from __future__ import annotations
 import os
 from typing import Dict, Optional
 
+import numpy as np
 import paddle
 import paddle.nn as nn
 
+from .errors import CheckpointError, one_line
+from .safe_pickle import read_numpy_pickle
 from .utils import atomic_write, short_list
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, unreadable or does not fit the model."""
 
 
 def save_state(obj: Dict, path: str) -> None:
@@ -32,14 +33,37 @@ def require_file(path: str, expected: str) -> None:
         raise CheckpointError(f"{path}: is a directory, expected {expected}")
 
 
+def _named_tensor(name: str, array):
+    """What paddle.load makes of a tensor paddle.save recorded as (name, array)."""
+    tensor = paddle.to_tensor(array)
+    tensor.name = name
+    return tensor
+
+
 def read_state(path: str) -> Dict:
+    """A dict paddle.save wrote, bit for bit, with pickled code refused. Tensors paddle.save
+    nested in dicts (last.pdckpt) come back as named Tensors, as paddle.load returns them;
+    a flat state dict (best.pdparams) as NumPy arrays, which set_state_dict takes alike."""
     require_file(path, "a .pdparams file")
-    try:
-        state = paddle.load(path)
-    except Exception as e:  # paddle raises many kinds on a damaged file
-        raise CheckpointError(f"{path}: not a readable Paddle checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: expected a dict of tensors, got {type(state).__name__}")
+    return read_numpy_pickle(path, make_tensor=_named_tensor)
+
+
+def _require_tensors(state: Dict, path: str, what: str) -> None:
+    bad = [k for k, v in state.items() if not isinstance(v, (np.ndarray, paddle.Tensor))]
+    if bad:
+        raise CheckpointError(f"{path}: {what} entries that are not tensors ({short_list(map(one_line, bad))})")
+
+
+def read_resume_state(path: str) -> Dict:
+    """A last.pdckpt written by the trainer: model, optimizer and progress, each of the expected kind."""
+    state = read_state(path)
+    kinds = {"model": dict, "optimizer": dict, "loss_scaler": dict, "epoch": int, "global_step": int, "best": dict}
+    wrong = [k for k, kind in kinds.items() if not isinstance(state.get(k), kind)]
+    if wrong:
+        raise CheckpointError(f"{path}: not a resume checkpoint of this package (missing or wrong {', '.join(wrong)})")
+    _require_tensors(state["model"], path, "model")
+    optimizer = {k: v for k, v in state["optimizer"].items() if k not in ("LR_Scheduler", "master_weights")}
+    _require_tensors(optimizer, path, "optimizer")
     return state
 
 
@@ -52,7 +76,7 @@ def load_checkpoint(model: nn.Layer, path: str, state: Optional[Dict] = None) ->
     state = read_state(path) if state is None else state
     model_state = model.state_dict()
     missing = [k for k in model_state if k not in state]
-    unexpected = [k for k in state if k not in model_state]
+    unexpected = [one_line(k) for k in state if k not in model_state]
     if missing or unexpected:
         parts = []
         if missing:
@@ -60,6 +84,7 @@ def load_checkpoint(model: nn.Layer, path: str, state: Optional[Dict] = None) ->
         if unexpected:
             parts.append(f"unexpected {short_list(unexpected)}")
         raise CheckpointError(f"{path}: does not match the model built from the config ({'; '.join(parts)})")
+    _require_tensors(state, path, "model")
     for k, v in model_state.items():
         if _shape(state[k]) != _shape(v):
             raise CheckpointError(f"{path}: '{k}' has shape {list(_shape(state[k]))}, the model expects {list(_shape(v))}")

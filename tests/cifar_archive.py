@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import pickle
 import tarfile
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -36,6 +36,20 @@ def _images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def _labels(n_classes: int, per_class: int, rng: np.random.Generator) -> np.ndarray:
     return rng.permutation(np.repeat(np.arange(n_classes), per_class))
+
+
+class _Replacing:
+    """A tar being written whose named members get other contents."""
+
+    def __init__(self, tar: tarfile.TarFile, replace: Dict[str, bytes]):
+        self.tar = tar
+        self.replace = replace
+
+    def addfile(self, info: tarfile.TarInfo, fileobj=None) -> None:
+        if fileobj is not None and info.name.rsplit("/", 1)[-1] in self.replace:
+            payload = self.replace[info.name.rsplit("/", 1)[-1]]
+            info.size, fileobj = len(payload), io.BytesIO(payload)
+        self.tar.addfile(info, fileobj)
 
 
 def _add(tar: tarfile.TarFile, name: str, payload: bytes) -> None:
@@ -66,11 +80,14 @@ def _batch(label_key: bytes, title: str, labels: np.ndarray, rng: np.random.Gene
 
 
 def write_cifar_archive(
-    path: str, kind: str = "cifar10", train_per_class: int = 2, test_per_class: int = 1, seed: int = 0
+    path: str, kind: str = "cifar10", train_per_class: int = 2, test_per_class: int = 1, seed: int = 0,
+    replace: Optional[Dict[str, bytes]] = None,
 ) -> str:
-    """Write a CIFAR-10 or CIFAR-100 tar.gz at `path` and return `path`."""
+    """Write a CIFAR-10 or CIFAR-100 tar.gz at `path` and return `path`.
+    `replace` maps member basenames (e.g. 'batches.meta') to the bytes written instead."""
     rng = np.random.default_rng(seed)
-    with tarfile.open(path, "w:gz") as tar:
+    with tarfile.open(path, "w:gz") as archive:
+        tar = _Replacing(archive, replace or {})
         if kind == "cifar10":
             folder = "cifar-10-batches-py"
             _add_dir(tar, folder)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import os
 import random
+import shutil
 import subprocess
 import sys
 import warnings
@@ -17,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cifar_archive import class_colour, names, write_cifar_archive  # noqa: E402
 
 from adaptformer.config import AugmentConfig, DataConfig  # noqa: E402
-from adaptformer.data import DataError, build_dataset, class_names, num_classes  # noqa: E402
+from adaptformer.data import DataError, build_dataset, cifar, class_names, num_classes  # noqa: E402
 from adaptformer.data.folder import bad_image_label, load_rgb  # noqa: E402
 from adaptformer.data.synthetic import SyntheticImages, class_pattern  # noqa: E402
 from adaptformer.data.transforms import RandomApply, build_transforms  # noqa: E402
@@ -164,26 +165,41 @@ def test_class_id_valid_for_cifar100_only(c100):
 # --------------------------------------------------------------------------- download / offline
 
 
+def reachable(monkeypatch):
+    monkeypatch.setattr(cifar, "check_reachable", lambda url: None)
+
+
 def test_download_failure_is_one_line(no_cache, monkeypatch):
     calls = []
 
-    def offline(*args, **kwargs):
-        calls.append(kwargs)
+    def offline(url, module_name, md5sum, save_name=None):
+        calls.append((url, module_name))
         raise RuntimeError("Cannot download https://example.invalid/cifar-10-python.tar.gz within retry limit 3")
 
-    monkeypatch.setattr(paddle.vision.datasets, "Cifar10", offline)
+    reachable(monkeypatch)
+    monkeypatch.setattr(paddle.dataset.common, "download", offline)
     with pytest.raises(DataError) as e:
         build_dataset(DataConfig(download=True), "train")
     msg = str(e.value)
-    assert calls and calls[0]["download"] is True and calls[0]["data_file"] is None
+    assert calls == [("https://dataset.bj.bcebos.com/cifar/cifar-10-python.tar.gz", "cifar")]
     assert "\n" not in msg
     hint = "CIFAR-10 archive not available offline: pass -o data.data_file=/path/to/cifar-10-python.tar.gz"
     assert msg.startswith(hint)
     assert "data.data_dir" in msg and "download failed: RuntimeError: Cannot download" in msg
 
 
+def test_unreachable_host_fails_before_the_downloader_starts(no_cache, monkeypatch, capfd):
+    def unreachable(url):
+        raise OSError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(cifar, "check_reachable", unreachable)  # no_cache: the downloader itself would fail the test
+    with pytest.raises(DataError) as e:
+        build_dataset(DataConfig(download=True), "train")
+    assert "download failed: OSError: [Errno -3] Temporary failure" in str(e.value) and "\n" not in str(e.value)
+    assert capfd.readouterr().err == ""
+
+
 def test_download_off_and_nothing_cached(no_cache, monkeypatch):
-    monkeypatch.setattr(paddle.vision.datasets, "Cifar100", lambda *a, **k: pytest.fail("must not construct"))
     with pytest.raises(DataError) as e:
         build_dataset(DataConfig(dataset="cifar100", download=False), "eval")
     msg = str(e.value)
@@ -191,16 +207,18 @@ def test_download_off_and_nothing_cached(no_cache, monkeypatch):
     assert os.path.join(no_cache, "cifar", "cifar-100-python.tar.gz") in msg and "\n" not in msg
 
 
-def test_download_branch_uses_paddle_result(no_cache, monkeypatch, c10):
-    real = paddle.vision.datasets.Cifar10
+def test_download_branch_reads_the_downloaded_archive(no_cache, monkeypatch, c10):
+    def fake_download(url, module_name, md5sum, save_name=None):
+        target = os.path.join(no_cache, module_name, os.path.basename(url))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copy(c10, target)
+        return target
 
-    def fake_download(data_file=None, download=True, **kwargs):
-        assert data_file is None and download
-        return real(data_file=c10, download=False, **kwargs)
-
-    monkeypatch.setattr(paddle.vision.datasets, "Cifar10", fake_download)
+    reachable(monkeypatch)
+    monkeypatch.setattr(paddle.dataset.common, "download", fake_download)
     cfg = DataConfig(download=True, classes=[1, 0])
     assert len(build_dataset(cfg, "eval")) == 4
+    assert class_names(DataConfig(download=False)) == names("cifar10")  # now from the cache
 
 
 # --------------------------------------------------------------------------- bad archives

@@ -3,7 +3,7 @@ against pickles that try to run code. Fixtures: tests/fixtures/make_torch_zip_fi
 import collections
 import os
 import pickle
-import shlex
+import re
 import struct
 import types
 import zipfile
@@ -11,12 +11,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from adaptformer.weights.safe_pickle import (
-    CheckpointReadError,
-    UnsafePickleError,
-    read_numpy_pickle,
-    read_torch_zip,
-)
+from adaptformer.safe_pickle import CheckpointReadError, UnsafePickleError, read_numpy_pickle, read_torch_zip
+from untrusted_payloads import Payload, system_pickle, torch_data_pkl, write_zip
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "torch_zip")
 
@@ -94,24 +90,6 @@ def test_training_checkpoint(expected):
 
 # --- hand-written torch pickles: layouts the reader must honour or refuse --------------------
 
-def torch_data_pkl(offset=0, size=(2, 2), stride=(2, 1), key="0", numel=4, storage="FloatStorage"):
-    """data.pkl of {'w': tensor}, opcode by opcode, shaped like torch.save's."""
-    def tup(values):
-        return b"(" + b"".join(b"I%d\n" % v for v in values) + b"t"
-
-    return (b"\x80\x02}(Vw\nctorch._utils\n_rebuild_tensor_v2\n("
-            + b"(Vstorage\nctorch\n" + storage.encode() + b"\nV" + key.encode() + b"\nVcpu\nI%d\ntQ" % numel
-            + b"I%d\n" % offset + tup(size) + tup(stride)
-            + b"I00\nccollections\nOrderedDict\n)RtRu.")
-
-
-def write_zip(path, records):
-    with zipfile.ZipFile(path, "w") as z:
-        for name, data in records.items():
-            z.writestr(name, data)
-    return str(path)
-
-
 def torch_zip(path, data_pkl, storage=np.arange(4, dtype="<f4").tobytes(), folder="weird.name"):
     return write_zip(path, {f"{folder}/data.pkl": data_pkl, f"{folder}/data/0": storage})
 
@@ -148,17 +126,9 @@ def test_bad_tensor_records(tmp_path, pkl, message):
 
 # --- malicious pickles -----------------------------------------------------------------------
 
-class Payload:
-    def __init__(self, func, arg):
-        self.func, self.arg = func, arg
-
-    def __reduce__(self):
-        return self.func, (self.arg,)
-
-
 def payload(kind, marker):
     if kind == "os.system":
-        return pickle.dumps(Payload(os.system, f"touch {shlex.quote(str(marker))}"), protocol=4)
+        return system_pickle(marker)
     return pickle.dumps(Payload(eval, f"open({str(marker)!r}, 'w').close()"), protocol=4)
 
 
@@ -352,7 +322,7 @@ def test_numpy_1x_spelling(tmp_path):
     ("directory", "is a directory, expected a Paddle .pdparams"),
     ("torch_zip", "is a zip archive \\(a PyTorch checkpoint\\? use read_torch_zip\\)"),
     ("list", "holds a list, expected a Paddle .pdparams"),
-    ("truncated", "corrupt pickle data"),
+    ("truncated", "truncated or damaged pickle: a record declares"),
     ("split", "split into slices"),
 ])
 def test_unreadable_pdparams(tmp_path, case, message):
@@ -373,3 +343,22 @@ def test_unreadable_pdparams(tmp_path, case, message):
     with pytest.raises(CheckpointReadError, match=message) as err:
         read_numpy_pickle(path)
     assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"\x80\x04\x8f.", "refuses sets and frozensets"),
+    (b"\x80\x02ccollections\nOrderedDict\n)\x81.", "refuses to construct a function"),
+    (b"\x80\x02c_codecs\nencode\n}b.", "refuses to set the state of a function"),
+    (b"\x80\x02}K\x01a.", "refuses to append to a dict"),
+    (b"\x80\x02]K\x01K\x02s.", "refuses to set items on a list"),
+    (b"\x80\x02}(K\x01K\x02\x86K\x03u.", "refuses a dict key of type tuple"),
+    (b"\x80\x02cnumpy\ndtype\nVO8\n\x85R.", "refuses numpy dtype 'O8'"),
+    (b"\x80\x02VX\n)R.", "refuses to call 'X'"),
+    (b"\x80\x02" + b"(" * 100, "nests more than 64 records under construction"),
+    (b"\x80\x02]q\x00h\x00a.", "holds a container that contains itself"),
+])
+def test_opcodes_that_could_misuse_allowed_objects(tmp_path, data, message):
+    path = tmp_path / "x.pdparams"
+    path.write_bytes(data)
+    with pytest.raises((UnsafePickleError, CheckpointReadError), match=re.escape(message)):
+        read_numpy_pickle(path)

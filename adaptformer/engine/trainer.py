@@ -20,7 +20,7 @@ import paddle
 import paddle.nn as nn
 
 from .. import freeze
-from ..checkpoint import CheckpointError, load_checkpoint, read_state, save_state
+from ..checkpoint import CheckpointError, load_checkpoint, read_resume_state, save_state
 from ..config import Config
 from ..data import eval_split
 from . import dist
@@ -30,7 +30,6 @@ from .optim import build_optimizer, build_scheduler
 from .step import TrainStep, decorate_for_amp, group_sizes, set_recompute
 
 LAST = "last.pdckpt"  # model + optimizer + progress, for --resume
-RESUME_KEYS = ("model", "optimizer", "epoch", "global_step", "best")
 BEST = "best.pdparams"  # model weights of the best eval epoch
 
 
@@ -88,13 +87,7 @@ class Trainer:
         path = os.path.join(self.out, LAST)
         if not os.path.exists(path):
             raise CheckpointError(f"{path}: nothing to resume (no checkpoint in train.output_dir)")
-        state = read_state(path)
-        missing = [k for k in RESUME_KEYS if k not in state]
-        if missing:
-            raise CheckpointError(
-                f"{path}: not a resume checkpoint (no {', '.join(missing)}: model weights only?); "
-                "start a new run with it as model.pretrained instead"
-            )
+        state = read_resume_state(path)  # a weights-only file is refused here
         load_checkpoint(self.model, path, state=state["model"])  # every key and shape must match
         with warnings.catch_warnings():
             # LinearWarmup stores its inner schedule under an extra key, restores it,

@@ -18,7 +18,9 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from ..checkpoint import CheckpointError, require_file
-from .safe_pickle import CheckpointReadError, UnsafePickleError, read_numpy_pickle, read_torch_zip
+from ..errors import one_line
+from ..utils import short_list
+from ..safe_pickle import read_npz, read_numpy_pickle, read_torch_zip
 
 INCEPTION = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".tar")
@@ -41,19 +43,16 @@ def read_checkpoint(path: str) -> Checkpoint:
     require_file(path, "a checkpoint file")
     fmt = detect_format(path)
     normalization = None
-    try:
-        if fmt == "npz":
-            obj = _read_npz(path)
-            normalization = INCEPTION  # every Google ViT release normalises to [-1, 1]
-        elif fmt == "safetensors":
-            obj = _read_safetensors(path)
-            normalization = _hub_normalization(path)
-        elif fmt == "torch":
-            obj = read_torch_zip(path)
-        else:
-            obj = read_numpy_pickle(path)
-    except (UnsafePickleError, CheckpointReadError) as e:
-        raise CheckpointError(str(e)) from None
+    if fmt == "npz":
+        obj = read_npz(path)
+        normalization = INCEPTION  # every Google ViT release normalises to [-1, 1]
+    elif fmt == "safetensors":
+        obj = _read_safetensors(path)
+        normalization = _hub_normalization(path)
+    elif fmt == "torch":
+        obj = read_torch_zip(path)
+    else:
+        obj = read_numpy_pickle(path)
     tensors, container = _state_dict(obj, path)
     return Checkpoint(path, fmt, tensors, normalization, container)
 
@@ -82,14 +81,6 @@ def detect_format(path: str) -> str:
         f"{path}: not a checkpoint this package reads "
         "(expected .pdparams, .safetensors, a Google ViT .npz or a PyTorch .pth zip)"
     )
-
-
-def _read_npz(path: str) -> Dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise CheckpointError(f"{path}: unreadable .npz ({type(e).__name__}: {e})") from None
 
 
 def _read_safetensors(path: str) -> Dict[str, np.ndarray]:
@@ -127,7 +118,7 @@ def _state_dict(obj, path: str) -> Tuple[Dict[str, np.ndarray], Optional[str]]:
         if not _is_flat(obj):
             container = next((k for k in CONTAINER_KEYS if _is_flat(obj.get(k))), None)
             if container is None:
-                keys = ", ".join(map(str, list(obj)[:8]))
+                keys = ", ".join(map(one_line, list(obj)[:8]))
                 raise CheckpointError(
                     f"{path}: found no weights: neither a flat dict of tensors nor one under "
                     f"{'/'.join(CONTAINER_KEYS)} (top-level keys: {keys})"
@@ -135,6 +126,9 @@ def _state_dict(obj, path: str) -> Tuple[Dict[str, np.ndarray], Optional[str]]:
             obj = obj[container]
     else:
         raise CheckpointError(f"{path}: expected a dict of tensors, got {type(obj).__name__}")
+    if not all(isinstance(k, str) for k in obj):
+        other = [k for k in obj if not isinstance(k, str)]
+        raise CheckpointError(f"{path}: tensor names must be strings (found {short_list(other)})")
     if all(k.startswith("module.") for k in obj):  # saved from DistributedDataParallel
         obj = {k[len("module."):]: v for k, v in obj.items()}
     return obj, container
