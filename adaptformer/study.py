@@ -61,7 +61,9 @@ def run_study(path: str, overrides: Optional[List[str]] = None, resume: bool = F
     planned = [r for p in plan.values() for r in p["runs"] + p["sweep"]]
     for run in planned:
         check_run(run, run.config(folder, run_overrides), path)
-    print(f"study {study.name}: {len(planned)} runs planned (every config checked); results in {study.output_dir}")
+    reused = sum(1 for p in plan.values() if p["sweep"] and p["runs"])  # a sweep's chosen run is the first seed's
+    print(f"study {study.name}: {len(planned) - reused} trainings planned (every config checked); "
+          f"results in {study.output_dir}")
 
     results: List[StageResult] = []
     backbones: Dict[str, str] = {}
