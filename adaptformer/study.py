@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -21,6 +22,7 @@ from .engine.logger import read_records
 from .engine.runner import TEST_PREDICTIONS, build_model, train
 from .engine.trainer import BEST, LAST
 from .study_report import write_results, write_sweep
+from .utils import atomic_write_text
 
 # Keys a study sets for each run itself.
 STUDY_KEYS = ("train.output_dir", "model.pretrained", "train.seed")
@@ -65,6 +67,7 @@ def run_study(path: str, overrides: Optional[List[str]] = None, resume: bool = F
     print(f"study {study.name}: {len(planned) - reused} trainings planned (every config checked); "
           f"results in {study.output_dir}")
 
+    started = time.time()
     results: List[StageResult] = []
     backbones: Dict[str, str] = {}
     sweep_rows: List[Dict] = []
@@ -103,6 +106,8 @@ def run_study(path: str, overrides: Optional[List[str]] = None, resume: bool = F
         if sweep_rows:
             write_sweep(study.output_dir, sweep_rows)
         write_results(study, results)
+        atomic_write_text(os.path.join(study.output_dir, "study.json"), json.dumps(
+            {"name": study.name, "wall_seconds": time.time() - started, "resumed": resume}, indent=2))
     return results
 
 

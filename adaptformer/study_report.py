@@ -234,9 +234,10 @@ def plot_curves(results, colours, path: str) -> None:
 
 def plot_accuracy_vs_parameters(results, rows, colours, path: str) -> None:
     """Test top-1 (chosen epoch; error bar: seeds' standard deviation) against trainable parameters,
-    for the transfer stages when there are any (a backbone stage solved another task)."""
+    without the stages that are another stage's backbone (they solved another task)."""
+    backbones = {r.stage.pretrained_from for r in results}
     pairs = [(r, row) for r, row in zip(results, rows) if row["test_top1"] is not None]
-    transfers = [(r, row) for r, row in pairs if r.stage.pretrained_from] or pairs
+    transfers = [(r, row) for r, row in pairs if r.stage.name not in backbones] or pairs
     fig, ax = _pyplot().subplots(figsize=(7, 4.5))
     for r, row in transfers:
         mean, std = row["test_top1"] if isinstance(row["test_top1"], tuple) else (row["test_top1"], 0.0)
