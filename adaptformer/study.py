@@ -34,8 +34,11 @@ class Run:
 
     stage: StageConfig
     keys: Dict[str, Any]
-    sweep: bool = False
-    sweep_value: Any = None
+    sweep_value: Any = None  # set on a sweep's runs only
+
+    @property
+    def sweep(self) -> bool:
+        return self.sweep_value is not None
 
     def config(self, folder: str, run_overrides: List[str], **more: Any) -> Config:
         return load_config(os.path.join(folder, self.stage.config), run_overrides, extra={**self.keys, **more})
@@ -61,8 +64,10 @@ def run_study(path: str, overrides: Optional[List[str]] = None, resume: bool = F
     folder = os.path.dirname(path)
     plan = {s.name: plan_stage(study, folder, s) for s in study.stages}
     planned = [r for p in plan.values() for r in p["runs"] + p["sweep"]]
+    checked_models = set()  # a stage's runs differ in seed and swept value, not in their model
     for run in planned:
-        check_run(run, run.config(folder, run_overrides), path)
+        check_run(run, run.config(folder, run_overrides), path, build=run.stage.name not in checked_models)
+        checked_models.add(run.stage.name)
     reused = sum(1 for p in plan.values() if p["sweep"] and p["runs"])  # a sweep's chosen run is the first seed's
     print(f"study {study.name}: {len(planned) - reused} trainings planned (every config checked); "
           f"results in {study.output_dir}")
@@ -111,7 +116,7 @@ def run_study(path: str, overrides: Optional[List[str]] = None, resume: bool = F
     return results
 
 
-def check_run(run: Run, cfg: Config, path: str) -> None:
+def check_run(run: Run, cfg: Config, path: str, build: bool = True) -> None:
     """What would stop this run later: its model, the files it names (not a checkpoint an earlier
     stage will write), and for a sweep, a validation split to choose on."""
     if run.sweep and cfg.data.val_fraction <= 0:
@@ -122,8 +127,9 @@ def check_run(run: Run, cfg: Config, path: str) -> None:
     for key, file in named.items():
         if file is not None and not os.path.exists(file):
             raise ConfigError(f"{path}: stage '{run.stage.name}': {key} {file} does not exist")
-    with paddle.utils.unique_name.guard():
-        build_model(cfg, load_backbone=False, log=lambda *a, **k: None)
+    if build:
+        with paddle.utils.unique_name.guard():
+            build_model(cfg, load_backbone=False, log=lambda *a, **k: None)
 
 
 def plan_stage(study: StudyConfig, folder: str, stage: StageConfig) -> Dict[str, List[Run]]:
@@ -138,7 +144,7 @@ def plan_stage(study: StudyConfig, folder: str, stage: StageConfig) -> Dict[str,
 
     def run(out: str, seed: Optional[int], **keys: Any) -> Run:
         seeded = {} if seed is None else {"train.seed": seed}
-        return Run(stage, {**base, **keys, **seeded, "train.output_dir": out}, bool(keys), keys.get(study.sweep.key))
+        return Run(stage, {**base, **keys, **seeded, "train.output_dir": out}, keys.get(study.sweep.key))
 
     runs = [run(stage_out if seed is None else os.path.join(stage_out, f"seed{seed}"), seed) for seed in seeds]
     swept = study.sweep.key is not None and (

@@ -16,8 +16,6 @@ def dataset_labels(ds) -> np.ndarray:
         return np.asarray(ds.labels, dtype=np.int64)
     if hasattr(ds, "targets"):  # image folders
         return np.asarray(ds.targets, dtype=np.int64)
-    if hasattr(ds, "data"):  # Paddle's CIFAR datasets: (image row, label) pairs
-        return np.asarray([label for _, label in ds.data], dtype=np.int64)
     raise TypeError(f"cannot read the labels of a {type(ds).__name__} without loading its images")
 
 
