@@ -48,7 +48,7 @@ def read_state(path: str) -> Dict:
     return read_numpy_pickle(path, make_tensor=_named_tensor)
 
 
-def _require_tensors(state: Dict, path: str, what: str) -> None:
+def require_tensors(state: Dict, path: str, what: str) -> None:
     bad = [k for k, v in state.items() if not isinstance(v, (np.ndarray, paddle.Tensor))]
     if bad:
         raise CheckpointError(f"{path}: {what} entries that are not tensors ({short_list(map(one_line, bad))})")
@@ -61,9 +61,9 @@ def read_resume_state(path: str) -> Dict:
     wrong = [k for k, kind in kinds.items() if not isinstance(state.get(k), kind)]
     if wrong:
         raise CheckpointError(f"{path}: not a resume checkpoint of this package (missing or wrong {', '.join(wrong)})")
-    _require_tensors(state["model"], path, "model")
+    require_tensors(state["model"], path, "model")
     optimizer = {k: v for k, v in state["optimizer"].items() if k not in ("LR_Scheduler", "master_weights")}
-    _require_tensors(optimizer, path, "optimizer")
+    require_tensors(optimizer, path, "optimizer")
     return state
 
 
@@ -75,18 +75,26 @@ def load_checkpoint(model: nn.Layer, path: str, state: Optional[Dict] = None) ->
     """Strict: the file must hold exactly the model's tensors. `state` skips re-reading `path`."""
     state = read_state(path) if state is None else state
     model_state = model.state_dict()
-    missing = [k for k in model_state if k not in state]
-    unexpected = [one_line(k) for k in state if k not in model_state]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing {short_list(missing)}")
-        if unexpected:
-            parts.append(f"unexpected {short_list(unexpected)}")
-        raise CheckpointError(f"{path}: does not match the model built from the config ({'; '.join(parts)})")
-    _require_tensors(state, path, "model")
-    for k, v in model_state.items():
+    check_keys(state, model_state, path, "does not match the model built from the config")
+    model.set_state_dict(state)
+
+
+def key_mismatch(expected, found) -> str:
+    """'missing a, b; unexpected c' for two key collections, '' when they hold the same keys."""
+    missing = [k for k in expected if k not in found]
+    unexpected = [one_line(k) for k in found if k not in expected]
+    parts = [f"{label} {short_list(keys)}" for label, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
+    return "; ".join(parts)
+
+
+def check_keys(state: Dict, expected: Dict, path: str, what: str) -> None:
+    """`state` (read from `path`) holds tensors of exactly `expected`'s names and shapes; else a
+    one-line error: the file `what` (the differing keys)."""
+    mismatch = key_mismatch(expected, state)
+    if mismatch:
+        raise CheckpointError(f"{path}: {what} ({mismatch})")
+    require_tensors(state, path, "model")
+    for k, v in expected.items():
         if _shape(state[k]) != _shape(v):
             raise CheckpointError(f"{path}: '{k}' has shape {list(_shape(state[k]))}, the model expects {list(_shape(v))}")
-    model.set_state_dict(state)
 

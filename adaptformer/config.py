@@ -661,6 +661,17 @@ def load_study(path: str, overrides: Optional[Dict[str, Any]] = None) -> StudyCo
     return study
 
 
+def from_dict(data: Dict[str, Any], source: str) -> Config:
+    """A Config from plain data, e.g. sections saved beside tuned weights (absent sections and
+    keys take their defaults), validated as load_config validates a file; errors name `source`."""
+    origin: Dict[str, str] = {}
+    if isinstance(data, dict):
+        _record_origin(data, origin, source, "")
+    cfg = _build(Config, data, origin, source)
+    _check_consistency(cfg, origin, source)
+    return cfg
+
+
 def to_dict(cfg) -> Dict[str, Any]:
     data = dataclasses.asdict(cfg)
     if isinstance(cfg, Config):

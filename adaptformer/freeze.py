@@ -76,17 +76,29 @@ def trainable_parameters(model: nn.Layer) -> list:
     return list(trainable_named_parameters(model).values())
 
 
+def frozen_sublayers(model: nn.Layer) -> List[str]:
+    """Names of the outermost sub-layers whose learnable parameters are all frozen: set_train_mode
+    keeps them, and everything below them, in eval mode. A layer with only statistics (an
+    affine-free BatchNorm head) or none (a dropout) follows its parent."""
+    stats = _statistics(model)
+    frozen: List[str] = []
+    for name, layer in model.named_sublayers():
+        if any(name.startswith(f + ".") for f in frozen):
+            continue
+        params = [p for p in layer.parameters() if id(p) not in stats]
+        if params and all(p.stop_gradient for p in params):
+            frozen.append(name)
+    return frozen
+
+
 def set_train_mode(model: nn.Layer) -> None:
     """model.train(), except that sub-layers holding no trainable parameter run in
     eval mode: dropout inside a frozen attention or MLP stays off (as VPT keeps
     its frozen encoder in eval), while an adapter's own dropout is active."""
     model.train()
-    stats = _statistics(model)
-    for _, layer in model.named_sublayers():
-        params = [p for p in layer.parameters() if id(p) not in stats]
-        # A layer with only statistics (an affine-free BatchNorm head) follows its parent.
-        if params and all(p.stop_gradient for p in params):
-            layer.eval()  # also every layer below it, e.g. the dropouts of a frozen Mlp
+    layers = dict(model.named_sublayers())
+    for name in frozen_sublayers(model):
+        layers[name].eval()  # also every layer below it, e.g. the dropouts of a frozen Mlp
 
 
 @dataclass
