@@ -10,75 +10,30 @@ import paddle
 from paddle.io import DataLoader, DistributedBatchSampler, Subset
 
 from .. import freeze
+from ..backbone import create_backbone, load_backbone_weights
 from ..checkpoint import load_checkpoint, read_state
 from ..config import Config, ConfigError, dump, save_config
 from ..data import build_dataset, class_names, eval_split
 from ..data.folder import guard_bad_images
 from ..data.workers import worker_init_fn
 from ..methods import apply_method
-from ..models import create_model
 from ..utils import atomic_write_text
-from ..weights import load_pretrained
 from . import dist, memory
 from .outdir import (acquire_lock, earlier_run_files, refuse_earlier_run, release_lock, remove_leftovers,
                      remove_stale_temp_files, snapshot)
 from .trainer import BEST, LAST, Trainer, evaluate_model, seed_everything
 
+
 def build_model(cfg: Config, load_backbone: bool = True, log=print):
     """Backbone by name -> pretrained weights -> tuning method (inserts modules, freezes)."""
-    try:
-        model = create_model(cfg.model.name, num_classes=cfg.model.num_classes, **cfg.model.kwargs)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"model.kwargs: {e}") from None
-    _check_input_size(cfg, model)
+    model = create_backbone(cfg.model, cfg.data.img_size)
     if load_backbone and cfg.model.pretrained:
-        if not os.path.isfile(cfg.model.pretrained):
-            raise ConfigError(
-                f"model.pretrained: {cfg.model.pretrained} does not exist "
-                "(train the pretraining config first, or pass -o model.pretrained=PATH)"
-            )
-        report = load_pretrained(
-            model,
-            cfg.model.pretrained,
-            allow_missing=cfg.model.allow_missing,
-            pos_embed_interpolation=cfg.model.pos_embed_interpolation,
-            antialias=cfg.model.pos_embed_antialias,
-        )
-        log(str(report))
-        _check_normalization(cfg, report.normalization, log)
-        if cfg.model.reset_head:
-            model.reset_classifier(cfg.model.num_classes)
-            log(f"head re-initialised for {cfg.model.num_classes} classes (model.reset_head)")
+        load_backbone_weights(model, cfg.model, cfg.data.mean, cfg.data.std, log)
     try:
         log(str(apply_method(model, cfg.method)))
     except ValueError as e:
         raise ConfigError(f"method: {e}") from None
     return model
-
-
-def _check_input_size(cfg: Config, model) -> None:
-    """The position embedding fixes the image size: another one would fail at the first step."""
-    patch_embed = getattr(model, "patch_embed", None)
-    if patch_embed is None or cfg.data.img_size == patch_embed.img_size:
-        return
-    size, grid = patch_embed.img_size, patch_embed.grid_size
-    raise ConfigError(
-        f"data.img_size is {cfg.data.img_size} but model {cfg.model.name} takes {size}x{size} images "
-        f"(patch {patch_embed.patch_size}, position embedding for {grid}x{grid} patches); set data.img_size: {size} "
-        f"or model.kwargs.img_size: {cfg.data.img_size}"
-    )
-
-
-def _check_normalization(cfg: Config, expected, log) -> None:
-    """A checkpoint that tells its input normalisation is compared with data.mean/std."""
-    if expected is None:
-        return
-    mean, std = expected
-    if not (np.allclose(cfg.data.mean, mean, atol=1e-3) and np.allclose(cfg.data.std, std, atol=1e-3)):
-        log(
-            f"warning: {cfg.model.pretrained} was trained on inputs normalised with mean {list(mean)}, "
-            f"std {list(std)}, but data.mean/std are {cfg.data.mean} / {cfg.data.std}"
-        )
 
 
 def build_loaders(cfg: Config) -> Tuple[DataLoader, DataLoader, List[str]]:
