@@ -11,7 +11,7 @@ from adaptformer.config import AdaptFormerConfig, HoulsbyAdapterConfig, LoRAConf
 from adaptformer.methods import apply_method
 from adaptformer.models import create_model
 from adaptformer.models.linear import Linear
-from adaptformer.models.lora import LoRALinear, merge_lora
+from adaptformer.models.lora import LoRALinear, merge_lora, unmerge_lora
 from conftest import snapshot, train_steps
 
 # ViT-B/16: width d, depth L, MLP width 4d, patch 16.
@@ -143,6 +143,31 @@ def test_merge_keeps_a_trained_bias_trainable():
     merge_lora(model)
     fc2 = model.blocks[0].mlp.fc2
     assert fc2.weight.stop_gradient and not fc2.bias.stop_gradient
+
+
+def test_unmerge_restores_the_lora_layers_and_their_weights():
+    model = tiny()
+    apply_method(model, method("lora", lora=LoRAConfig(rank=4, alpha=8, targets=["q", "v", "fc2"])))
+    train_steps(model, steps=3)
+    model.eval()
+    before = {n: t.numpy().copy() for n, t in model.state_dict().items()}
+    lora_fc2 = model.blocks[0].mlp.fc2
+    unmerged = model(X).numpy()
+    assert merge_lora(model) == 4
+    merged_fc2 = model.blocks[0].mlp.fc2
+    assert merged_fc2.bias is lora_fc2.bias  # the bias is kept, not copied: frozen stays frozen
+    assert merged_fc2.weight is not lora_fc2.weight  # W itself is untouched (a shared backbone stays intact)
+    assert unmerge_lora(model) == 4
+    assert model.blocks[0].mlp.fc2 is lora_fc2 and isinstance(model.blocks[1].attn.qkv, LoRALinear)
+    after = model.state_dict()
+    assert list(after) == list(before)
+    for n, value in before.items():
+        np.testing.assert_allclose(after[n].numpy(), value, atol=1e-6, rtol=0, err_msg=n)
+    np.testing.assert_array_equal(model(X).numpy(), unmerged)
+    assert unmerge_lora(model) == 0  # nothing left to restore
+    merge_lora(model, reversible=False)
+    with pytest.raises(ValueError, match="reversible=False"):
+        unmerge_lora(model)
 
 
 def test_composed_methods_train_end_to_end(tiny_config):

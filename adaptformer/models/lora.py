@@ -5,7 +5,8 @@ such as blocks.0.attn.qkv.weight do not change) and adds low-rank updates,
 (alpha / rank) * B A x, on chosen slices of its output: the fused qkv
 projection gets separate updates for q, k and/or v. B starts at zero, so a
 freshly wrapped layer computes exactly what the Linear did. `merge_lora` folds
-the updates into the weights and gives back plain Linear layers for inference.
+the updates into the weights and gives back plain Linear layers for inference;
+`unmerge_lora` puts the LoRALinear layers back.
 """
 from __future__ import annotations
 
@@ -75,30 +76,57 @@ class LoRALinear(nn.Layer):
         return f"parts={list(self.parts)}, rank={self.rank}, scaling={self.scaling:g}"
 
 
-def _merged_linear(lora: LoRALinear) -> Linear:
-    """The package's Linear (as in every ViT block) holding W + delta and the same bias,
-    each keeping whether it trained."""
+# Where a merged Linear keeps the LoRALinear it replaced (outside the layer's registries, so
+# the merged model's state dict and sub-layers are those of a plain ViT).
+_MERGED_FROM = "_merged_from_lora"
+
+
+def _merged_linear(lora: LoRALinear, reversible: bool) -> Linear:
+    """The package's Linear (as in every ViT block) holding W + delta in a weight of its own and
+    the LoRALinear's own bias object, so a frozen bias stays frozen and a trained one trains."""
     in_features, out_features = lora.weight.shape
-    linear = Linear(in_features, out_features, bias_attr=None if lora.bias is not None else False)
+    linear = Linear(in_features, out_features, bias_attr=False)
     with paddle.no_grad():
         linear.weight.set_value(lora.weight + lora.delta_weight())
-        if lora.bias is not None:
-            linear.bias.set_value(lora.bias)
     linear.weight.stop_gradient = lora.weight.stop_gradient
-    if lora.bias is not None:
-        linear.bias.stop_gradient = lora.bias.stop_gradient
+    linear.bias = lora.bias
+    object.__setattr__(linear, _MERGED_FROM, lora if reversible else None)
     return linear
 
 
-def merge_lora(model: nn.Layer) -> int:
-    """Replace every LoRALinear in `model` by a plain Linear holding W + delta; returns how many.
-
-    Parameter names stay those of the original model, so the result saves and loads as
-    a plain ViT checkpoint."""
+def _replace_children(model: nn.Layer, replace) -> int:
+    """setattr(parent, name, replace(child)) wherever that gives a layer; returns how many."""
     count = 0
     for parent in model.sublayers(include_self=True):
         for name, child in list(parent.named_children()):
-            if isinstance(child, LoRALinear):
-                setattr(parent, name, _merged_linear(child))
+            new = replace(child)
+            if new is not None:
+                setattr(parent, name, new)
                 count += 1
     return count
+
+
+def merge_lora(model: nn.Layer, reversible: bool = True) -> int:
+    """Replace every LoRALinear in `model` by a plain Linear holding W + delta; returns how many.
+
+    Parameter names stay those of the original model, so the result saves and loads as
+    a plain ViT checkpoint. The original weight W is not changed (a backbone shared by several
+    tasks stays intact); unless `reversible` is false, each merged layer keeps the LoRALinear it
+    replaced, W and factors included, for `unmerge_lora` (that memory is freed only without it)."""
+    return _replace_children(
+        model, lambda child: _merged_linear(child, reversible) if isinstance(child, LoRALinear) else None
+    )
+
+
+def unmerge_lora(model: nn.Layer) -> int:
+    """Put back the LoRALinear layers `merge_lora` replaced: the same objects, so W, the factors
+    and the bias are restored exactly (a change made to a merged weight afterwards is dropped).
+    Returns how many."""
+    if any(is_merged(layer) and layer.__dict__[_MERGED_FROM] is None for layer in model.sublayers()):
+        raise ValueError("the model was merged with merge_lora(reversible=False): its LoRA layers are gone")
+    return _replace_children(model, lambda child: child.__dict__.get(_MERGED_FROM))
+
+
+def is_merged(layer: nn.Layer) -> bool:
+    """Whether `layer` is a Linear that merge_lora made."""
+    return _MERGED_FROM in layer.__dict__
