@@ -17,6 +17,7 @@ from ..data import build_dataset, class_names, eval_split
 from ..data.folder import guard_bad_images
 from ..data.workers import worker_init_fn
 from ..methods import apply_method
+from ..tuned import save_tuned, tuned_size
 from ..utils import atomic_write_text
 from . import dist, memory
 from .outdir import (acquire_lock, earlier_run_files, refuse_earlier_run, release_lock, remove_leftovers,
@@ -128,6 +129,12 @@ def _train(cfg: Config, resume: bool, overwrite: bool = False) -> Dict:
     memory.reset_peak()
     result = trainer.fit()
     test = final_test(cfg, model, result, len(names), log)
+    tuned = None
+    if dist.is_main() and cfg.method.names != ["full"]:
+        tuned = save_tuned(model, os.path.join(cfg.train.output_dir, TUNED), cfg, names)
+        size = tuned_size(tuned)
+        shown = f"{size / 2**20:.2f} MiB" if size >= 2**20 else f"{size / 1024:.1f} KiB"
+        log(f"tuned weights (what {cfg.method.name} changed, for the chosen epoch): {tuned} ({shown})")
     summary = {
         "method": cfg.method.name,
         "trainable_params": params.trainable,
@@ -142,6 +149,7 @@ def _train(cfg: Config, resume: bool, overwrite: bool = False) -> Dict:
         "epochs": cfg.train.epochs,
         "peak_memory_mb": memory.peak_mb(),
         "output_dir": cfg.train.output_dir,
+        "tuned_weights": tuned,
     }
     if dist.is_main():
         atomic_write_text(os.path.join(cfg.train.output_dir, "summary.json"), json.dumps(summary, indent=2))
@@ -152,6 +160,7 @@ def _train(cfg: Config, resume: bool, overwrite: bool = False) -> Dict:
 
 
 TEST_PREDICTIONS = "test_predictions.json"
+TUNED = "tuned"  # the folder of tuned weights (adaptformer/tuned.py) in train.output_dir
 
 
 def final_test(cfg: Config, model, result: Dict, num_classes: int, log) -> Dict:
