@@ -15,6 +15,7 @@ combinations are impossible.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Dict, List
 
@@ -73,4 +74,4 @@ def apply_method(model: nn.Layer, cfg: MethodConfig) -> MethodReport:
 
 def _count(model: nn.Layer, names: List[str]) -> int:
     params = dict(model.named_parameters())
-    return sum(int(params[n].numel()) for n in names)
+    return sum(math.prod(params[n].shape) for n in names)  # from shapes: a lazily built model has no values yet

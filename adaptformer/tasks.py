@@ -1,0 +1,147 @@
+"""Several tasks on one backbone in one process: the backbone's tensors exist once.
+
+    bank = TaskBank(backbone)                # a plain model with its pretrained weights
+    bank.add("cifar100", "runs/c100/tuned")  # tuned-weights folders (adaptformer/tuned.py)
+    bank.add("flowers", "runs/flowers/tuned")
+    bank.activate("flowers")
+    logits = bank(images)                    # [batch, 3, H, W] -> the active task's logits
+
+Each task's model is built under paddle.LazyGuard (its tensors are not allocated), every
+frozen backbone tensor is replaced by the backbone's own Parameter / Tensor object, the
+method's modules are inserted, what is still unallocated (the head) is initialised, and the
+tuned weights are loaded strictly, fingerprint checked. A task costs its tuned tensors plus
+its layer objects. The shared tensors are frozen (stop_gradient) by the methods applied.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+import numpy as np
+import paddle
+import paddle.nn as nn
+
+from .backbone import create_backbone
+from .config import ConfigError
+from .errors import CheckpointError, one_line
+from .methods import apply_method
+from .tuned import META, load_tuned, read_tuned_meta, tuned_config
+
+
+@dataclass
+class _Task:
+    model: nn.Layer
+    meta: Dict
+    shared: List[str]  # state-dict names whose tensors are the backbone's
+
+
+def _owner(model: nn.Layer, name: str):
+    """(sub-layer, leaf) that holds state-dict entry `name`."""
+    *path, leaf = name.split(".")
+    layer = model
+    for part in path:
+        layer = layer._sub_layers[part]
+    return layer, leaf
+
+
+class TaskBank:
+    def __init__(self, backbone: nn.Layer, log=print):
+        backbone.eval()
+        self.backbone = backbone
+        self._backbone_state = backbone.state_dict()
+        self._tasks: Dict[str, _Task] = {}
+        self._active: Optional[str] = None
+        self._log = log
+
+    # --- tasks -----------------------------------------------------------------------------
+
+    def add(self, name: str, tuned_dir: str, force: bool = False) -> None:
+        """A task from a tuned-weights folder; the first one added becomes active."""
+        if name in self._tasks:
+            raise ValueError(f"task {name!r} is already in the bank")
+        meta = read_tuned_meta(tuned_dir)
+        meta_path = os.path.join(tuned_dir, META)
+        cfg = tuned_config(meta, meta_path)
+        try:
+            with paddle.LazyGuard():
+                model = create_backbone(cfg.model, cfg.data.img_size)
+        except ConfigError as e:
+            raise CheckpointError(f"{meta_path}: {one_line(e)}") from None
+        shared = self._share(model, set(meta["tensors"]), tuned_dir)
+        try:
+            apply_method(model, cfg.method)
+        except ValueError as e:
+            raise CheckpointError(f"{meta_path}: method {cfg.method.name}: {one_line(e)}") from None
+        for param in model.parameters():
+            if not param._is_initialized():
+                param.initialize()
+        load_tuned(model, tuned_dir, force=force, log=self._log)
+        model.eval()
+        self._tasks[name] = _Task(model, meta, shared)
+        if self._active is None:
+            self._active = name
+
+    def _share(self, model: nn.Layer, tuned: set, tuned_dir: str) -> List[str]:
+        """Put the backbone's own tensor objects in place of every entry of `model` that is not tuned."""
+        shared = []
+        for name, placeholder in model.state_dict().items():
+            if name in tuned:
+                continue
+            own = self._backbone_state.get(name)
+            if own is None:
+                raise CheckpointError(f"{tuned_dir}: the task's model has '{name}', which the backbone lacks")
+            if list(own.shape) != list(placeholder.shape) or own.dtype != placeholder.dtype:
+                raise CheckpointError(f"{tuned_dir}: '{name}' is {list(placeholder.shape)} {placeholder.dtype} in the "
+                                      f"task's model, {list(own.shape)} {own.dtype} in the backbone")
+            layer, leaf = _owner(model, name)
+            table = layer._parameters if leaf in layer._parameters else layer._buffers
+            if (table is layer._parameters) != isinstance(own, paddle.base.framework.EagerParamBase):
+                kind = "a parameter" if table is layer._parameters else "a buffer"
+                raise CheckpointError(f"{tuned_dir}: '{name}' is {kind} in the task's model, not in the backbone")
+            table[leaf] = own
+            shared.append(name)
+        return shared
+
+    @property
+    def names(self) -> List[str]:
+        return list(self._tasks)
+
+    @property
+    def active(self) -> Optional[str]:
+        return self._active
+
+    def activate(self, name: str) -> None:
+        self._task(name)
+        self._active = name
+
+    def model(self, name: str) -> nn.Layer:
+        return self._task(name).model
+
+    def meta(self, name: str) -> Dict:
+        return self._task(name).meta
+
+    def class_names(self, name: str) -> List[str]:
+        return list(self._task(name).meta["class_names"])
+
+    def shared_names(self, name: str) -> List[str]:
+        """State-dict names of `name`'s model whose tensors are the backbone's own objects."""
+        return list(self._task(name).shared)
+
+    def _task(self, name: str) -> _Task:
+        if name not in self._tasks:
+            raise KeyError(f"no task {name!r} in the bank (tasks: {', '.join(self._tasks) or 'none'})")
+        return self._tasks[name]
+
+    # --- inference -------------------------------------------------------------------------
+
+    def __call__(self, images):
+        """Logits of the active task for a batch of normalised images [N, 3, H, W] (Tensor or array)."""
+        if self._active is None:
+            raise KeyError("the bank has no task yet (add one first)")
+        model = self._tasks[self._active].model
+        if not isinstance(images, paddle.Tensor):
+            images = paddle.to_tensor(np.asarray(images, dtype="float32"))
+        model.eval()
+        with paddle.no_grad():
+            return model(images)
