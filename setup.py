@@ -12,5 +12,10 @@ setup(
     packages=find_packages(include=["adaptformer", "adaptformer.*"]),
     python_requires=">=3.9",
     install_requires=requirements,
-    extras_require={"test": ["pytest"]},
+    extras_require={
+        "test": ["pytest"],
+        # ONNX export (tools/export.py --onnx) and the onnxruntime benchmark; tried: paddle2onnx 2.1.0
+        # (with onnx 1.17.0, onnxoptimizer 0.3.13) and onnxruntime 1.32.0 on Python 3.11, paddlepaddle 3.3.1.
+        "onnx": ["paddle2onnx>=2.1", "onnxruntime>=1.17"],
+    },
 )

@@ -9,8 +9,10 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .figures import pyplot as _pyplot
+from .figures import save as _save
 from .stats import mcnemar, paired_bootstrap
-from .utils import atomic_write, atomic_write_text
+from .utils import atomic_write_text
 
 PROTOCOL = {"val": "val", "test": "test (paper protocol)"}
 
@@ -177,25 +179,10 @@ def write_sweep(folder: str, rows: List[Dict]) -> None:
 # --------------------------------------------------------------------------- figures
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def stage_colours(names: List[str]) -> Dict[str, tuple]:
     """One colour per stage, the same in every figure of the study."""
     cmap = _pyplot().get_cmap("tab10")
     return {name: cmap(i % 10) for i, name in enumerate(names)}
-
-
-def _save(fig, path: str) -> None:
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    _pyplot().close(fig)
 
 
 def _by_epoch(result, key: str):

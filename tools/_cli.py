@@ -36,10 +36,40 @@ def run(main) -> None:
     from adaptformer.checkpoint import CheckpointError
     from adaptformer.config import ConfigError
     from adaptformer.data import DataError
+    from adaptformer.errors import ExportError
     from adaptformer.utils import OutputError
 
     try:
         main()
-    except (ConfigError, DataError, CheckpointError, OutputError, FloatingPointError) as e:
+    except (ConfigError, DataError, CheckpointError, ExportError, OutputError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def add_model_arguments(parser, override=("-o", "--override")) -> None:
+    """The trained model a tool works on: a run (-c / --checkpoint / -o) or a tuned folder."""
+    group = parser.add_argument_group("model (default: the most recent run under output/)")
+    group.add_argument("-c", "--config", help="run config (default: the config.yaml saved beside --checkpoint)")
+    group.add_argument("--checkpoint", help="the run's weights (default: best.pdparams in -c's train.output_dir)")
+    group.add_argument(*override, dest="override", action="append", default=[], metavar="KEY=VALUE",
+                       help="set a key of the run config (repeatable)")
+    group.add_argument("--tuned", metavar="DIR", help="a tuned folder (tuned.pdparams + tuned.json) instead of a run")
+    group.add_argument("--backbone", metavar="PATH", help="with --tuned: the backbone weights (default: the "
+                       "path recorded in tuned.json)")
+    group.add_argument("--force", action="store_true", help="with --tuned: accept a backbone whose fingerprint "
+                       "differs from the one the tuned weights were trained on")
+
+
+def load_trained(parser, args, verb: str, log=print):
+    """The TrainedModel that add_model_arguments' options name; bad combinations exit 2 through argparse."""
+    if args.tuned and (args.config or args.checkpoint or args.override):
+        parser.error("--tuned cannot be combined with -c, --checkpoint or -o")
+    if not args.tuned and (args.backbone or args.force):
+        parser.error("--backbone and --force go with --tuned DIR")
+    from adaptformer import trained
+    from adaptformer.engine.runs import resolve_run
+
+    if args.tuned:
+        return trained.from_tuned(args.tuned, args.backbone, args.force, log=log)
+    config, checkpoint = resolve_run(args.config, args.checkpoint, args.override, verb=verb, log=log)
+    return trained.from_run(config, checkpoint, args.override, log=log)

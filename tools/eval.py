@@ -5,21 +5,10 @@
     python tools/eval.py -c CONFIG --checkpoint PATH [-o key=value ...] [--split val] [--json OUT]
 """
 import argparse
-import glob
 import json
 import os
 
 import _cli
-
-RUNS = "output"
-QUICK_START = ("python tools/train.py -c configs/cpu/study_cifar10_split.yaml "
-               "-o data.data_file=../shared/data/cifar10-subset/cifar-10-python.tar.gz")
-
-
-def most_recent_checkpoint(folder: str):
-    """The newest best.pdparams under `folder` (any depth), or None."""
-    found = glob.glob(os.path.join(folder, "**", "best.pdparams"), recursive=True)
-    return max(found, key=os.path.getmtime) if found else None
 
 
 def main() -> None:
@@ -33,27 +22,12 @@ def main() -> None:
     parser.add_argument("--json", help="where to write the results (default: next to the checkpoint)")
     args = parser.parse_args()
 
-    from adaptformer.checkpoint import CheckpointError
     from adaptformer.config import load_config
     from adaptformer.engine import evaluate
-    from adaptformer.engine.trainer import BEST
+    from adaptformer.engine.runs import resolve_run
     from adaptformer.utils import atomic_write_text, require_writable_dir
 
-    checkpoint = args.checkpoint
-    if checkpoint is None and args.config:
-        checkpoint = os.path.join(load_config(args.config, args.override).train.output_dir, BEST)
-    elif checkpoint is None:
-        checkpoint = most_recent_checkpoint(RUNS)
-        if checkpoint is None:
-            raise CheckpointError(f"no trained run under {os.path.abspath(RUNS)}: train first ({QUICK_START}) "
-                                  "or pass --checkpoint PATH")
-        print(f"evaluating the most recent run: {checkpoint}")
-    if not os.path.isfile(checkpoint):
-        raise CheckpointError(f"no checkpoint at {checkpoint}: train first (python tools/train.py -c "
-                              f"{args.config or 'CONFIG'}) or pass --checkpoint PATH")
-    config = args.config or os.path.join(os.path.dirname(checkpoint), "config.yaml")
-    if not os.path.isfile(config):
-        raise CheckpointError(f"{checkpoint}: no config.yaml beside it; pass -c CONFIG")
+    config, checkpoint = resolve_run(args.config, args.checkpoint, args.override, verb="evaluating")
     out = args.json or os.path.splitext(checkpoint)[0] + f"_{args.split}_eval.json"
     require_writable_dir(os.path.dirname(os.path.abspath(out)))  # fail before the evaluation, not after
     result = evaluate(load_config(config, args.override), checkpoint, split=args.split)

@@ -10,8 +10,9 @@ both splits (images may sit in sub-folders of a class folder):
 Labels are the positions of the class folder names in sorted order (folders
 whose names start with "." are skipped); data.classes picks and relabels them by
 those ids, as for CIFAR, and class_names(cfg) lists them. Every image is loaded
-as an RGB PIL image (grayscale, RGBA, palette and CMYK are converted; the alpha
-channel is dropped; 16-bit images are scaled to 8 bits).
+as an RGB PIL image by adaptformer/data/images.py (EXIF orientation applied;
+grayscale, RGBA, palette and CMYK converted; the alpha channel dropped; 16-bit
+images scaled to 8 bits; more than MAX_PIXELS pixels refused).
 
 The paper's other image datasets as folders (no download code here):
 - SVHN (train_32x32.mat / test_32x32.mat): write X[:, :, :, i] as a PNG into
@@ -34,20 +35,16 @@ from PIL import Image
 
 from adaptformer.data import DataError
 from adaptformer.data.cifar import _short
+from adaptformer.data.images import open_rgb
 
 EVAL_SPLITS = ("val", "test")
-_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
 def load_rgb(path: str) -> Image.Image:
-    """The image at `path` as an RGB PIL image; a one-line DataError naming the file if unreadable."""
+    """The image at `path` as an RGB PIL image (rules in adaptformer/data/images.py); a one-line
+    DataError naming the file if unreadable."""
     try:
-        with Image.open(path) as img:
-            if img.mode in _SIXTEEN_BIT:
-                img = Image.fromarray((np.asarray(img, dtype=np.uint32) // 257).astype(np.uint8))
-            elif img.mode == "P" and "transparency" in img.info:
-                img = img.convert("RGBA")  # PIL warns when a palette with transparency goes straight to RGB
-            return img.convert("RGB")
+        return open_rgb(path)
     except Exception as e:
         fix = "replace or remove it under data.data_dir"
         raise DataError(f"{path}: cannot read this image ({_short(e)}); {fix}") from None

@@ -184,14 +184,19 @@ def final_test(cfg: Config, model, result: Dict, num_classes: int, log) -> Dict:
     return out
 
 
-def evaluate(cfg: Config, checkpoint: str, split: str = "test") -> Dict:
-    """Top-1/top-5, per-class accuracy and the confusion matrix of a checkpoint on `split`."""
-    dist.init()
-    model = build_model(cfg, load_backbone=False)
+def load_run_weights(model, checkpoint: str) -> None:
+    """A run's best.pdparams (or the model part of a last.pdckpt) into `model`, every key matching."""
     state = read_state(checkpoint)
     if "model" in state and "optimizer" in state:  # a last.pdckpt resume file
         state = state["model"]
     load_checkpoint(model, checkpoint, state=state)
+
+
+def evaluate(cfg: Config, checkpoint: str, split: str = "test") -> Dict:
+    """Top-1/top-5, per-class accuracy and the confusion matrix of a checkpoint on `split`."""
+    dist.init()
+    model = build_model(cfg, load_backbone=False)
+    load_run_weights(model, checkpoint)
     names = class_names(cfg.data)
     meter = evaluate_model(model, build_eval_loader(cfg, split), len(names))
     result = meter.result()

@@ -1,0 +1,74 @@
+"""One image file (or PIL image) -> the RGB PIL image the transforms take.
+
+The same rules for training folders (adaptformer/data/folder.py) and prediction
+(adaptformer/predict.py), so a model sees at prediction what it saw in training:
+
+- EXIF orientation is applied (ImageOps.exif_transpose): a phone photo stored
+  sideways is classified upright, as viewers show it.
+- 16-bit greyscale ("I;16*", and "I", which PIL gives 16-bit PGM/TIFF) is scaled
+  to 8 bits (value // 257, so 8-bit v stored as v * 257 comes back as v), not
+  clipped at 255. 16-bit RGB PNGs
+  come out of PIL as 8-bit RGB already.
+- Alpha is dropped, not composited: RGBA, LA and palette images with a
+  transparent colour keep the colour stored under each pixel. The folder dataset
+  has always trained on that, so prediction does the same.
+- Greyscale, palette, CMYK and the other PIL modes go through PIL's convert("RGB")
+  (CMYK without an ICC profile: the plain inversion).
+- Size: a header declaring more than MAX_PIXELS pixels is refused before any pixel
+  is decoded (a decompression bomb, or a file no one means to classify). With
+  `draft_size`, a JPEG is decoded reduced by its DCT scaling (1/2, 1/4 or 1/8), to
+  no less than draft_size on either side: a 48-megapixel photo decodes as 6.
+- Multi-frame files (GIF, TIFF pages): the first frame.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Optional, Tuple, Union
+
+import numpy as np
+from PIL import Image, ImageOps
+
+# PIL's own hard limit (2 x Image.MAX_IMAGE_PIXELS, about 13,400 x 13,400): above every camera
+# sensor sold (the largest, 150 MP), decoded in about 0.5 GB as RGB. PIL warns from half of it;
+# that warning is silenced here, the limit being this one.
+MAX_PIXELS = 178_956_970
+SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+class ImageTooLarge(ValueError):
+    """The header declares more pixels than the limit."""
+
+
+def check_size(size: Tuple[int, int], max_pixels: Optional[int]) -> None:
+    width, height = size
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageTooLarge(f"{width} x {height} = {width * height:,} pixels, above the limit of "
+                            f"{max_pixels:,} (decompression-bomb guard)")
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """`img` (any PIL mode, EXIF orientation applied) as an 8-bit RGB image."""
+    img = ImageOps.exif_transpose(img)
+    if img.mode in SIXTEEN_BIT:
+        values = np.clip(np.asarray(img, dtype=np.int64), 0, 65535)
+        img = Image.fromarray((values // 257).astype(np.uint8))  # 257 = 65535 / 255: v * 257 -> v
+    elif img.mode in ("P", "PA"):
+        img = img.convert("RGBA")  # PIL warns when a palette with transparency goes straight to RGB
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def open_rgb(source: Union[str, Image.Image], draft_size: Optional[Tuple[int, int]] = None,
+             max_pixels: Optional[int] = MAX_PIXELS) -> Image.Image:
+    """The image at path `source` (or a PIL image) as RGB. Raises what PIL raises for a file it
+    cannot decode, ImageTooLarge over `max_pixels`; the caller words the error."""
+    if isinstance(source, Image.Image):
+        check_size(source.size, max_pixels)
+        return to_rgb(source)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(source) as img:
+            check_size(img.size, max_pixels)
+            if draft_size is not None and img.format == "JPEG":
+                img.draft("RGB", draft_size)
+            img.load()
+            return to_rgb(img)

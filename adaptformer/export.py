@@ -1,0 +1,245 @@
+"""Deployable copies of a trained model.
+
+`export(trained, prefix)` merges LoRA into the weights (models/lora.py), saves the model with
+paddle.jit.save for Paddle Inference and writes PREFIX.meta.json beside it: class names, how an
+image becomes the input (resize, crop, mean, std) and the input shape. Paddle 3.x saves a PIR
+program, PREFIX.json, and PREFIX.pdiparams; earlier versions (or FLAGS_enable_pir_api=0) write
+PREFIX.pdmodel instead of the .json, and `find_program` takes either.
+
+`convert_onnx(prefix, out)` runs paddle2onnx (optional: pip install -e ".[onnx]") in a child
+process: on an operator it cannot convert, paddle2onnx 2.x aborts the whole process (SIGABRT)
+without naming the operator, so the child's failure is turned into one line here, naming the
+program's operators that are missing from paddle2onnx's supported list.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from typing import Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from .data.transforms import BICUBIC, eval_resize_size
+from .errors import ExportError, one_line
+from .models.lora import merge_lora
+from .trained import TrainedModel
+from .utils import OutputError, atomic_write, atomic_write_text, describe_os_error
+
+META_SUFFIX = ".meta.json"
+PROGRAM_SUFFIXES = (".json", ".pdmodel")  # PIR program (Paddle >= 3.0), legacy ProgramDesc
+PARAMS_SUFFIX = ".pdiparams"
+INPUT_NAME = "x"
+ONNX_OPSET = 17  # LayerNormalization is one ONNX op from opset 17 on
+ONNX_INSTALL = 'pip install -e ".[onnx]" (paddle2onnx and onnxruntime)'
+
+
+def preprocess_settings(data_cfg) -> Dict:
+    """How an image becomes the model's input, as prediction does it (adaptformer/predict.py)."""
+    size = data_cfg.img_size
+    if data_cfg.eval_resize_crop is not None:
+        resize = {"shorter_side": eval_resize_size(size, data_cfg.eval_resize_crop), "interpolation": BICUBIC,
+                  "center_crop": [size, size]}
+    else:
+        resize = {"size": [size, size], "interpolation": "bilinear", "center_crop": None}
+    return {"color": "RGB (EXIF orientation applied, alpha dropped, 16-bit scaled to 8)", **resize,
+            "scale": "pixel / 255", "mean": list(data_cfg.mean), "std": list(data_cfg.std), "layout": "NCHW",
+            "dtype": "float32"}
+
+
+def save_inference(model, prefix: str, input_shape: List[Optional[int]]) -> Tuple[str, str]:
+    """paddle.jit.save of `model` (eval mode) with input `x` of `input_shape` (None: any size), the
+    files moved onto PREFIX.* only once all are written; returns (program, params) paths."""
+    import paddle
+
+    folder = os.path.dirname(os.path.abspath(prefix))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix="." + os.path.basename(prefix) + ".", suffix=".export", dir=folder)
+    except OSError as e:
+        raise OutputError(describe_os_error(folder, e)) from None
+    try:
+        model.eval()
+        spec = paddle.static.InputSpec(list(input_shape), "float32", INPUT_NAME)  # InputSpec edits the list
+        try:
+            paddle.jit.save(model, os.path.join(staging, "model"), input_spec=[spec])
+        except Exception as e:
+            last = one_line((str(e).strip().splitlines() or [""])[-1])[:300]  # after Paddle's transformed-code trace
+            reason = last if last.startswith(type(e).__name__) else f"{type(e).__name__}: {last}"
+            raise ExportError(f"paddle.jit.save failed: {reason}") from None
+        for name in os.listdir(staging):
+            suffix = name[len("model"):]
+            os.replace(os.path.join(staging, name), os.path.abspath(prefix) + suffix)
+    except OSError as e:
+        raise OutputError(describe_os_error(prefix, e)) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return find_program(prefix)
+
+
+def export(trained: TrainedModel, prefix: str, batch_size: Optional[int] = None) -> Dict:
+    """Paddle Inference files for `trained` (LoRA merged into its weights, in place) and
+    PREFIX.meta.json; `batch_size` None lets the batch dimension vary. Returns the meta."""
+    import paddle
+
+    merged = merge_lora(trained.model)
+    size = trained.data.img_size
+    shape = [batch_size, 3, size, size]
+    program, params = save_inference(trained.model, prefix, shape)
+    meta = {
+        "format": "paddle_inference",
+        "program": os.path.basename(program),
+        "params": os.path.basename(params),
+        "input": {"name": INPUT_NAME, "shape": shape, "dtype": "float32"},
+        "output": {"shape": [batch_size, len(trained.class_names)], "meaning": "logits; softmax gives probabilities"},
+        "class_names": trained.class_names,
+        "preprocess": preprocess_settings(trained.data),
+        "model": trained.model_config,
+        "method": trained.method,
+        "lora_layers_merged": merged,
+        "source": trained.source,
+        "paddle_version": paddle.__version__,
+    }
+    atomic_write_text(prefix + META_SUFFIX, json.dumps(meta, indent=2))
+    return meta
+
+
+def find_program(prefix: str) -> Tuple[str, str]:
+    """(program, params) files of an exported model: PREFIX.json (PIR) or PREFIX.pdmodel, and PREFIX.pdiparams."""
+    for suffix in PROGRAM_SUFFIXES:
+        if os.path.isfile(prefix + suffix):
+            params = prefix + PARAMS_SUFFIX
+            if not os.path.isfile(params):
+                raise ExportError(f"{prefix + suffix}: no {params} beside it")
+            return prefix + suffix, params
+    raise ExportError(f"no exported model at {prefix} (looked for {prefix}.json and {prefix}.pdmodel)")
+
+
+def read_meta(prefix: str) -> Dict:
+    with open(prefix + META_SUFFIX, encoding="utf-8") as f:
+        return json.load(f)
+
+
+class InferenceModel:
+    """An exported model run by Paddle Inference on the CPU: model(x [N, 3, H, W] float32) -> logits."""
+
+    def __init__(self, prefix: str, threads: Optional[int] = None):
+        from paddle import inference
+
+        program, params = find_program(prefix)
+        config = inference.Config(program, params)
+        config.disable_gpu()
+        config.disable_glog_info()
+        if threads:
+            config.set_cpu_math_library_num_threads(threads)
+        self.predictor = inference.create_predictor(config)
+        self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
+        self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        self.input.reshape(list(x.shape))
+        self.input.copy_from_cpu(x)
+        self.predictor.run()
+        return self.output.copy_to_cpu()
+
+
+# --------------------------------------------------------------------------- ONNX
+
+_ONNX_CHILD = """
+import os, sys
+import paddle2onnx
+program, params, out, opset = sys.argv[1:5]
+# onnxoptimizer, not the default polygraphy, which pip-installs onnx_graphsurgeon at run time.
+paddle2onnx.export(program, params, out, opset_version=int(opset), optimize_tool="onnxoptimizer")
+if not os.path.isfile(out) or os.path.getsize(out) == 0:
+    sys.exit("paddle2onnx wrote no model")
+"""
+
+# PIR operator names whose paddle2onnx converter goes by the operator's pre-PIR name.
+_LEGACY_NAMES = {
+    "add": "elementwise_add", "subtract": "elementwise_sub", "multiply": "elementwise_mul",
+    "divide": "elementwise_div", "maximum": "elementwise_max", "minimum": "elementwise_min",
+    "remainder": "elementwise_mod", "floor_divide": "elementwise_floordiv", "matmul": "matmul_v2",
+    "expand": "expand_v2", "flatten": "flatten_contiguous_range", "unsqueeze": "unsqueeze2", "topk": "top_k_v2",
+    "argmax": "arg_max", "argmin": "arg_min", "sum": "reduce_sum", "mean": "reduce_mean", "max": "reduce_max",
+    "min": "reduce_min", "prod": "reduce_prod", "all": "reduce_all", "any": "reduce_any",
+    "hardswish": "hard_swish", "hardsigmoid": "hard_sigmoid", "nonzero": "where_index",
+}
+_STRUCTURAL = {"pd_op.data", "pd_op.feed", "pd_op.fetch", "builtin.parameter", "builtin.shadow_output",
+               "builtin.constant"}
+
+
+def onnx_available() -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in ("paddle2onnx", "onnxruntime"))
+
+
+def program_operators(prefix: str) -> List[str]:
+    """The distinct operator names of an exported program (pd_op.matmul, ...)."""
+    import paddle
+
+    program = paddle.jit.load(prefix).program()
+    return sorted({op.name() for op in program.global_block().ops})
+
+
+def unsupported_operators(operators: List[str], supported) -> List[str]:
+    """The operators with no converter in paddle2onnx's `supported` list, under either name."""
+    missing = []
+    for name in operators:
+        if name in _STRUCTURAL:
+            continue
+        base = name.split(".", 1)[-1]
+        candidates = {base, base.rstrip("_"), _LEGACY_NAMES.get(base.rstrip("_")), name.replace(".", "_")}
+        if not candidates & set(supported):
+            missing.append(name)
+    return missing
+
+
+def _failure(prefix: str, output: str) -> str:
+    import paddle2onnx
+    from paddle2onnx.utils import get_all_supported_operators_pir
+
+    tool = f"paddle2onnx {paddle2onnx.__version__}"
+    if "unsupported operators" in output:
+        operators = program_operators(prefix)
+        missing = unsupported_operators(operators, get_all_supported_operators_pir())
+        if missing:
+            return f"{tool} cannot convert operator(s) {', '.join(missing)} (not in its supported list)"
+        return f"{tool} aborted on an unsupported operator without naming it; the program's operators: " \
+               f"{', '.join(operators)}"
+    lines = [one_line(line) for line in output.splitlines() if "error" in line.lower()] or \
+        [one_line(line) for line in output.splitlines() if line.strip()] or ["no output"]
+    return f"{tool} failed: {lines[-1][:300]}"
+
+
+def convert_onnx(prefix: str, out: str, opset: int = ONNX_OPSET) -> str:
+    """Convert the exported model at `prefix` to ONNX file `out` (written atomically)."""
+    if not onnx_available():
+        raise ExportError(f"ONNX export needs the optional packages: {ONNX_INSTALL}")
+    program, params = find_program(prefix)
+
+    def write(tmp: str) -> None:
+        run = subprocess.run([sys.executable, "-c", _ONNX_CHILD, program, params, tmp, str(opset)],
+                             capture_output=True, text=True)
+        if run.returncode != 0:
+            raise ExportError(_failure(prefix, run.stdout + "\n" + run.stderr))
+
+    atomic_write(out, write)
+    return out
+
+
+def onnx_session(path: str, threads: Optional[int] = None) -> Callable[[np.ndarray], np.ndarray]:
+    """An onnxruntime CPU session as a function: x [N, 3, H, W] float32 -> logits."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # errors only: not its notes on initializers paddle2onnx left unused
+    if threads:
+        options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: np.ascontiguousarray(x, dtype=np.float32)})[0]

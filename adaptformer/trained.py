@@ -1,0 +1,75 @@
+"""A trained model ready for inference, from a run (config + checkpoint) or a tuned folder
+(adaptformer/tuned.py): the model in eval mode, its class names and the data settings its
+inputs are prepared with. Prediction (predict.py) and export (export.py) start from here."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+from .config import Config, ConfigError, DataConfig, load_config
+from .data import DataError, class_names
+
+
+@dataclass
+class TrainedModel:
+    model: Any  # paddle.nn.Layer, in eval mode
+    class_names: List[str]
+    data: DataConfig  # img_size, mean, std, eval_resize_crop: the evaluation transform
+    source: str  # what the weights came from, for messages and the files written
+    model_config: Dict[str, Any] = field(default_factory=dict)  # name, kwargs, num_classes
+    method: Dict[str, Any] = field(default_factory=dict)
+
+
+def _quiet(*args, **kwargs) -> None:
+    pass
+
+
+def _class_names(cfg: Config, log) -> List[str]:
+    """The data config's class names; class_0.. when the data is not on this machine (never downloaded)."""
+    try:
+        names = class_names(dataclasses.replace(cfg.data, download=False))
+    except DataError as e:
+        names = [f"class_{i}" for i in range(cfg.model.num_classes)]
+        log(f"warning: no class names ({e}); predictions are named class_0..class_{cfg.model.num_classes - 1}")
+    if len(names) != cfg.model.num_classes:
+        raise ConfigError(f"model.num_classes is {cfg.model.num_classes} but the data has {len(names)} classes")
+    return names
+
+
+def from_run(config: Union[str, Config], checkpoint: Optional[str] = None, overrides: Sequence[str] = (),
+             log=print) -> TrainedModel:
+    """The model of run config `config` (a path or a Config) with `checkpoint` loaded strictly
+    (default: best.pdparams in its train.output_dir)."""
+    from .engine.runner import build_model, load_run_weights
+    from .engine.trainer import BEST
+
+    cfg = load_config(config, list(overrides)) if isinstance(config, str) else config
+    checkpoint = checkpoint or os.path.join(cfg.train.output_dir, BEST)
+    names = _class_names(cfg, log)
+    model = build_model(cfg, load_backbone=False, log=_quiet)
+    load_run_weights(model, checkpoint)
+    model.eval()
+    model_config = {"name": cfg.model.name, "kwargs": dict(cfg.model.kwargs), "num_classes": cfg.model.num_classes}
+    return TrainedModel(model, names, cfg.data, checkpoint, model_config, dataclasses.asdict(cfg.method))
+
+
+def data_config(settings: Dict[str, Any]) -> DataConfig:
+    """A DataConfig holding the data settings a tuned folder records (img_size, mean, std, ...)."""
+    known = {f.name for f in dataclasses.fields(DataConfig)}
+    return DataConfig(**{k: v for k, v in settings.items() if k in known})
+
+
+def from_tuned(tuned_dir: str, backbone_weights: Optional[str] = None, force: bool = False,
+               log=print) -> TrainedModel:
+    """A tuned folder's model (adaptformer.tuned.build_tuned_model) with its recorded class names
+    and evaluation-transform settings."""
+    from .tuned import build_tuned_model
+
+    model, meta = build_tuned_model(tuned_dir, backbone_weights=backbone_weights, force=force, log=log)
+    model.eval()
+    data = data_config(meta.get("eval_transform") or meta.get("data") or {})
+    recorded = meta.get("model", {})
+    model_config = {k: recorded[k] for k in ("name", "kwargs", "num_classes") if k in recorded}
+    return TrainedModel(model, list(meta["class_names"]), data, tuned_dir, model_config, dict(meta.get("method", {})))
