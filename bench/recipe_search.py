@@ -19,7 +19,7 @@ LIN = "configs/cpu/transfer_linear.yaml"
 FULL = "configs/cpu/transfer_full.yaml"
 FIXED = "method.adaptformer.learnable_scale=false"
 R32 = "method.adaptformer.bottleneck=32"
-# (name, config, overrides) against the configs as they were before the trials (8 epochs,
+# (name, config, overrides) against the configs at commit 58bf788, before the trials (8 epochs,
 # batch 64, AdaptFormer-16 with a learnable scale starting at 0.1).
 TRIALS = [
     ("lin_3e-2", LIN, ["optimizer.lr=0.03"]),
