@@ -145,3 +145,14 @@ class TaskBank:
         model.eval()
         with paddle.no_grad():
             return model(images)
+
+    def predict(self, name: str, sources, topk: int = 5, batch_size: int = 32):
+        """Image files or PIL images classified by task `name` with the evaluation transform its
+        tuned folder records: a list of adaptformer.predict.Prediction, one per source."""
+        from .predict import Predictor
+        from .trained import data_config
+
+        meta = self.meta(name)
+        predictor = Predictor(self.model(name), self.class_names(name), data_config(meta["eval_transform"]),
+                              batch_size=batch_size)
+        return predictor.predict(sources, topk=topk)

@@ -134,3 +134,28 @@ def test_memory_per_task_is_its_tuned_weights_plus_its_layer_objects(tmp_path):
     for growth, size in zip(result["growth"][1:], result["file_size"][1:]):
         assert size > 4.5 * 2**20  # the tuned tensors dominate what a task adds
         assert size <= growth <= 1.1 * size + layers
+
+
+def test_bank_predict_classifies_files_with_each_tasks_classes_and_model(tmp_path):
+    from PIL import Image
+
+    logits, folder = tuned_task(tmp_path, "adaptformer")
+    bank = TaskBank(plain_backbone(), log=lambda *a: None)
+    bank.add("adaptformer", folder)
+    image = tmp_path / "a.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(image)
+    broken = tmp_path / "broken.png"
+    broken.write_text("not an image")
+    good, bad = bank.predict("adaptformer", [str(image), str(broken)], topk=2)
+    assert bad.error and not good.error
+    names = bank.class_names("adaptformer")
+    top_name, top_score = good.top[0]
+    assert top_name in names and len(good.top) == 2
+    # the same image through the task's model directly: the top class and its probability agree
+    from adaptformer.predict import Predictor
+    from adaptformer.trained import data_config
+
+    array = Predictor(bank.model("adaptformer"), names, data_config(bank.meta("adaptformer")["eval_transform"])).preprocess(str(image))
+    probs = paddle.nn.functional.softmax(bank.model("adaptformer")(paddle.to_tensor(array[None]))).numpy()[0]
+    assert names[int(probs.argmax())] == top_name
+    assert abs(float(probs.max()) - top_score) < 1e-6
