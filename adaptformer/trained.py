@@ -4,6 +4,7 @@ inputs are prepared with. Prediction (predict.py) and export (export.py) start f
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Union
@@ -26,8 +27,28 @@ def _quiet(*args, **kwargs) -> None:
     pass
 
 
-def _class_names(cfg: Config, log) -> List[str]:
-    """The data config's class names; class_0.. when the data is not on this machine (never downloaded)."""
+MAX_SUMMARY_BYTES = 16 << 20  # a run's summary.json is a few KB; a bigger file is not one of ours
+
+
+def _recorded_class_names(checkpoint: str) -> Optional[List[str]]:
+    """The class names a run recorded in summary.json beside its checkpoint, if any."""
+    summary = os.path.join(os.path.dirname(checkpoint), "summary.json")
+    try:
+        if os.path.getsize(summary) > MAX_SUMMARY_BYTES:
+            return None
+        with open(summary, encoding="utf-8") as f:
+            names = json.load(f).get("class_names")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return names if isinstance(names, list) and all(isinstance(n, str) for n in names) else None
+
+
+def _class_names(cfg: Config, checkpoint: str, log) -> List[str]:
+    """The class names the run recorded (summary.json), else the data config's; class_0.. when
+    neither is there (the data is never downloaded for this)."""
+    recorded = _recorded_class_names(checkpoint)
+    if recorded is not None and len(recorded) == cfg.model.num_classes:
+        return recorded
     try:
         names = class_names(dataclasses.replace(cfg.data, download=False))
     except DataError as e:
@@ -47,7 +68,7 @@ def from_run(config: Union[str, Config], checkpoint: Optional[str] = None, overr
 
     cfg = load_config(config, list(overrides)) if isinstance(config, str) else config
     checkpoint = checkpoint or os.path.join(cfg.train.output_dir, BEST)
-    names = _class_names(cfg, log)
+    names = _class_names(cfg, checkpoint, log)
     model = build_model(cfg, load_backbone=False, log=_quiet)
     load_run_weights(model, checkpoint)
     model.eval()

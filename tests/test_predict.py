@@ -195,6 +195,24 @@ def test_from_run_takes_a_config_object_and_checks_the_checkpoint(run, tmp_path)
         Predictor.from_run(cfg, checkpoint=str(tmp_path / "nothing.pdparams"))
 
 
+def test_from_run_names_classes_as_the_run_recorded_them(run, tmp_path):
+    import json
+    import shutil
+
+    root, config = run
+    folder = tmp_path / "copy"
+    shutil.copytree(root / "output" / "tiny", folder, ignore=shutil.ignore_patterns("vdl", "*.lock"))
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["class_names"] == ["class_0", "class_1", "class_2", "class_3"]
+    summary["class_names"] = ["ant", "bee", "cat", "dog"]  # e.g. a run whose data is not on this machine
+    (folder / "summary.json").write_text(json.dumps(summary))
+    checkpoint = str(folder / "best.pdparams")
+    assert Predictor.from_run(config, checkpoint=checkpoint).class_names == ["ant", "bee", "cat", "dog"]
+    summary["class_names"] = ["ant", "bee"]  # not the model's class count: the data's names instead
+    (folder / "summary.json").write_text(json.dumps(summary))
+    assert Predictor.from_run(config, checkpoint=checkpoint).class_names == ["class_0", "class_1", "class_2", "class_3"]
+
+
 @pytest.fixture(scope="module")
 def tuned_run(tmp_path_factory):
     """(run config, tuned folder) of a run on a backbone file, its tuned weights saved apart."""

@@ -149,6 +149,7 @@ def _train(cfg: Config, resume: bool, overwrite: bool = False) -> Dict:
         "epochs": cfg.train.epochs,
         "peak_memory_mb": memory.peak_mb(),
         "output_dir": cfg.train.output_dir,
+        "class_names": names,  # what tools/predict.py names the outputs, with or without the data
         "tuned_weights": tuned,
     }
     if dist.is_main():
