@@ -48,7 +48,15 @@ def load_backbone_weights(model, m: ModelConfig, mean, std, log=print, source="m
 
 
 def _check_input_size(m: ModelConfig, img_size: int, model) -> None:
-    """The position embedding fixes the image size: another one would fail at the first step."""
+    """A ViT's position embedding fixes the image size: another one would fail at the first step.
+    A model that takes several sizes (iFormer) says itself which it cannot take."""
+    check = getattr(model, "check_input_size", None)
+    if check is not None:
+        try:
+            check(img_size)
+        except ValueError as e:
+            raise ConfigError(f"data.img_size: {e} (model {m.name})") from None
+        return
     patch_embed = getattr(model, "patch_embed", None)
     if patch_embed is None or img_size == patch_embed.img_size:
         return

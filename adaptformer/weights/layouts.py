@@ -7,7 +7,9 @@ head) with `nn.Linear` weights stored [in, out] as Paddle does.
 Layouts:
 - paddle    .pdparams from PaddleClas or from this package: already right.
 - timm      PyTorch-side timm / DeiT / MAE state dicts: Linear weights are
-            [out, in] and get transposed; BatchNorm statistics renamed.
+            [out, in] and get transposed; BatchNorm statistics renamed. The
+            official iFormer releases (iformer_small.pth, ...) are in this layout
+            too: models/iformer.py keeps their names.
 - adaptformer_official  as timm, but q/k/v are separate projections (merged
             here into qkv), the MLP is blocks.N.fc1/fc2, adapters blocks.N.adaptmlp.
 - google    flax .npz of the original ViT and AugReg releases (and big_vision's
