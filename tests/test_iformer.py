@@ -250,5 +250,5 @@ def test_a_training_step_reaches_every_parameter():
     model.train()
     loss = F.cross_entropy(model(images(4, 32)), paddle.to_tensor([0, 1, 2, 3]))
     loss.backward()
-    missing = [n for n, p in learnable_parameters(model).items() if p.grad is None or not np.isfinite(p.grad.numpy()).all()]
-    assert not missing
+    params = learnable_parameters(model)
+    assert not [n for n, p in params.items() if p.grad is None or not np.isfinite(p.grad.numpy()).all()]

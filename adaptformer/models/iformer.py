@@ -136,8 +136,9 @@ class LowMixer(nn.Layer):
         self.attn_drop = nn.Dropout(attn_drop)
         # exclusive=True is torch's count_include_pad=False (the official setting); with no
         # padding and floor mode every window lies inside the map, so it changes nothing.
-        self.pool = nn.AvgPool2D(pool_size, stride=pool_size, padding=0, exclusive=True) if pool_size > 1 else nn.Identity()
-        self.uppool = nn.Upsample(scale_factor=pool_size, mode="nearest") if pool_size > 1 else nn.Identity()
+        pooled = pool_size > 1
+        self.pool = nn.AvgPool2D(pool_size, stride=pool_size, padding=0, exclusive=True) if pooled else nn.Identity()
+        self.uppool = nn.Upsample(scale_factor=pool_size, mode="nearest") if pooled else nn.Identity()
 
     def forward(self, x):
         pooled = self.pool(x)
@@ -344,38 +345,23 @@ _SIZES = {
 }
 
 
-def _iformer(size: str, img_size: int, overrides: dict) -> InceptionTransformer:
-    defaults = dict(img_size=img_size, use_layer_scale=True, layer_scale_init_value=1e-6, **_SIZES[size])
-    return InceptionTransformer(**{**defaults, **overrides})
+def _factory(size: str, img_size: int):
+    """Register iformer_<size> (224) or iformer_<size>_<img_size>: the official settings, which
+    keyword arguments override. The 384 releases are the same networks with position
+    embeddings stored for 384x384 inputs."""
+    name = f"iformer_{size}" if img_size == 224 else f"iformer_{size}_{img_size}"
+
+    def build(**kw) -> InceptionTransformer:
+        defaults = dict(img_size=img_size, use_layer_scale=True, layer_scale_init_value=1e-6, **_SIZES[size])
+        return InceptionTransformer(**{**defaults, **kw})
+
+    build.__name__ = build.__qualname__ = name
+    return register_model(build)
 
 
-@register_model
-def iformer_small(**kw):
-    return _iformer("small", 224, kw)
-
-
-@register_model
-def iformer_base(**kw):
-    return _iformer("base", 224, kw)
-
-
-@register_model
-def iformer_large(**kw):
-    return _iformer("large", 224, kw)
-
-
-# The 384 releases: the same networks with position embeddings stored for 384x384 inputs.
-@register_model
-def iformer_small_384(**kw):
-    return _iformer("small", 384, kw)
-
-
-@register_model
-def iformer_base_384(**kw):
-    return _iformer("base", 384, kw)
-
-
-@register_model
-def iformer_large_384(**kw):
-    return _iformer("large", 384, kw)
-
+iformer_small = _factory("small", 224)
+iformer_base = _factory("base", 224)
+iformer_large = _factory("large", 224)
+iformer_small_384 = _factory("small", 384)
+iformer_base_384 = _factory("base", 384)
+iformer_large_384 = _factory("large", 384)
