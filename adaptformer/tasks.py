@@ -6,16 +6,20 @@
     bank.activate("flowers")
     logits = bank(images)                    # [batch, 3, H, W] -> the active task's logits
 
-Each task's model is built under paddle.LazyGuard (its tensors are not allocated), every
+A task's model is built under paddle.LazyGuard (its tensors are not allocated), every
 frozen backbone tensor is replaced by the backbone's own Parameter / Tensor object, the
 method's modules are inserted, what is still unallocated (the head) is initialised, and the
-tuned weights are loaded strictly, fingerprint checked. A task costs its tuned tensors plus
-its layer objects. The shared tensors are frozen (stop_gradient) by the methods applied.
+tuned weights are loaded strictly, fingerprint checked. Tasks of the same shape (model,
+method config and class count) share one such model: each keeps only its own tuned tensors,
+which are put into the model's slots when the task is used. So the first task of a shape costs
+its tuned tensors plus its layer objects, every further one its tuned tensors alone. The shared
+tensors are frozen (stop_gradient) by the methods applied.
 """
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -30,10 +34,30 @@ from .tuned import META, load_tuned, read_tuned_meta, tuned_config
 
 
 @dataclass
-class _Task:
+class _Shape:
+    """One model for every task of the same shape; `bound` is the task whose tensors it holds."""
     model: nn.Layer
-    meta: Dict
     shared: List[str]  # state-dict names whose tensors are the backbone's
+    bound: Optional[str] = None
+
+
+@dataclass
+class _Task:
+    shape: _Shape
+    meta: Dict
+    tensors: Dict[str, paddle.Tensor] = field(default_factory=dict)  # the task's own tuned tensors
+
+    @property
+    def model(self) -> nn.Layer:
+        return self.shape.model
+
+    @property
+    def shared(self) -> List[str]:
+        return self.shape.shared
+
+
+def _shape_key(meta: Dict) -> str:
+    return json.dumps([meta["model"], meta["method"], len(meta["class_names"])], sort_keys=True)
 
 
 def _owner(model: nn.Layer, name: str):
@@ -45,12 +69,27 @@ def _owner(model: nn.Layer, name: str):
     return layer, leaf
 
 
+def _slot_tensor(model: nn.Layer, name: str) -> paddle.Tensor:
+    layer, leaf = _owner(model, name)
+    return layer._parameters[leaf] if leaf in layer._parameters else layer._buffers[leaf]
+
+
+def _like(tensor: paddle.Tensor) -> paddle.Tensor:
+    """A new tensor of the same kind (parameter or buffer), shape, dtype and trainability."""
+    if isinstance(tensor, paddle.base.framework.EagerParamBase):
+        new = paddle.create_parameter(tensor.shape, tensor.dtype)
+        new.stop_gradient = tensor.stop_gradient
+        return new
+    return paddle.zeros(tensor.shape, tensor.dtype)
+
+
 class TaskBank:
     def __init__(self, backbone: nn.Layer, log=print):
         backbone.eval()
         self.backbone = backbone
         self._backbone_state = backbone.state_dict()
         self._tasks: Dict[str, _Task] = {}
+        self._shapes: Dict[str, _Shape] = {}
         self._active: Optional[str] = None
         self._log = log
 
@@ -61,6 +100,21 @@ class TaskBank:
         if name in self._tasks:
             raise ValueError(f"task {name!r} is already in the bank")
         meta = read_tuned_meta(tuned_dir)
+        key = _shape_key(meta)
+        shape = self._shapes.get(key) or self._build(meta, tuned_dir)
+        if shape.bound is not None:  # fresh tensors for this task in the shared model's tuned slots
+            self._bind(shape, {n: _like(t) for n, t in self._tasks[shape.bound].tensors.items()})
+            shape.bound = None
+        load_tuned(shape.model, tuned_dir, force=force, log=self._log)
+        shape.model.eval()
+        task = _Task(shape, meta, {n: _slot_tensor(shape.model, n) for n in meta["tensors"]})
+        self._shapes[key] = shape
+        self._tasks[name] = task
+        shape.bound = name
+        if self._active is None:
+            self._active = name
+
+    def _build(self, meta: Dict, tuned_dir: str) -> _Shape:
         meta_path = os.path.join(tuned_dir, META)
         cfg = tuned_config(meta, meta_path)
         try:
@@ -76,11 +130,22 @@ class TaskBank:
         for param in model.parameters():
             if not param._is_initialized():
                 param.initialize()
-        load_tuned(model, tuned_dir, force=force, log=self._log)
-        model.eval()
-        self._tasks[name] = _Task(model, meta, shared)
-        if self._active is None:
-            self._active = name
+        return _Shape(model, shared)
+
+    @staticmethod
+    def _bind(shape: _Shape, tensors: Dict[str, paddle.Tensor]) -> None:
+        for n, tensor in tensors.items():
+            layer, leaf = _owner(shape.model, n)
+            table = layer._parameters if leaf in layer._parameters else layer._buffers
+            table[leaf] = tensor
+
+    def _use(self, name: str) -> _Task:
+        """Task `name` with its tensors in its model's slots."""
+        task = self._task(name)
+        if task.shape.bound != name:
+            self._bind(task.shape, task.tensors)
+            task.shape.bound = name
+        return task
 
     def _share(self, model: nn.Layer, tuned: set, tuned_dir: str) -> List[str]:
         """Put the backbone's own tensor objects in place of every entry of `model` that is not tuned."""
@@ -116,7 +181,9 @@ class TaskBank:
         self._active = name
 
     def model(self, name: str) -> nn.Layer:
-        return self._task(name).model
+        """Task `name`'s model. Tasks of the same shape share one model object, which computes
+        the task last used through the bank (this call, activate, predict or a bank call)."""
+        return self._use(name).model
 
     def meta(self, name: str) -> Dict:
         return self._task(name).meta
@@ -139,7 +206,7 @@ class TaskBank:
         """Logits of the active task for a batch of normalised images [N, 3, H, W] (Tensor or array)."""
         if self._active is None:
             raise KeyError("the bank has no task yet (add one first)")
-        model = self._tasks[self._active].model
+        model = self._use(self._active).model
         if not isinstance(images, paddle.Tensor):
             images = paddle.to_tensor(np.asarray(images, dtype="float32"))
         model.eval()
@@ -153,6 +220,6 @@ class TaskBank:
         from .trained import data_config
 
         meta = self.meta(name)
-        predictor = Predictor(self.model(name), self.class_names(name), data_config(meta["eval_transform"]),
+        predictor = Predictor(self._use(name).model, self.class_names(name), data_config(meta["eval_transform"]),
                               batch_size=batch_size)
         return predictor.predict(sources, topk=topk)

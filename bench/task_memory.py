@@ -4,7 +4,8 @@
     python bench/task_memory.py write DIR     three AdaptFormer-64 tuned folders (100 classes) for
                                               the seeded ViT-B/16, tuned values random
     python bench/task_memory.py measure DIR   the seeded ViT-B/16 again, the three tasks added; prints
-                                              JSON: each task's RSS growth, the seconds add() took and
+                                              JSON: each task's RSS growth (the three share one
+                                              model shape), the seconds add() took and
                                               its file size, and the growth of a task's layer objects alone
 
 The backbone is rebuilt from the same seed in each process, so the fingerprints agree without a
