@@ -40,7 +40,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from .layers import DropPath, Mlp
+from .layers import BatchNorm2D, DropPath, Mlp
 from .linear import Linear
 from .registry import register_model
 from .tuning import LinearSite, TunableBlock, TunableModel, fused_qkv_sites
@@ -76,10 +76,10 @@ class FirstPatchEmbed(nn.Layer):
         super().__init__()
         mid = embed_dim // 2
         self.proj1 = nn.Conv2D(in_chans, mid, 3, stride=2, padding=1)
-        self.norm1 = nn.BatchNorm2D(mid)
+        self.norm1 = BatchNorm2D(mid)
         self.gelu1 = nn.GELU()
         self.proj2 = nn.Conv2D(mid, embed_dim, 3, stride=2, padding=1)
-        self.norm2 = nn.BatchNorm2D(embed_dim)
+        self.norm2 = BatchNorm2D(embed_dim)
 
     def forward(self, x):
         x = self.gelu1(self.norm1(self.proj1(x)))
@@ -92,7 +92,7 @@ class PatchEmbed(nn.Layer):
     def __init__(self, in_chans: int, embed_dim: int):
         super().__init__()
         self.proj = nn.Conv2D(in_chans, embed_dim, 3, stride=2, padding=1)
-        self.norm = nn.BatchNorm2D(embed_dim)
+        self.norm = BatchNorm2D(embed_dim)
 
     def forward(self, x):
         return _to_nhwc(self.norm(self.proj(_to_nchw(x))))
