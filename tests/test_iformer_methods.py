@@ -306,3 +306,18 @@ def test_batchnorm_with_one_affine_parameter_frozen_still_gets_the_other_ones_gr
     np.testing.assert_allclose(y, y_ref, atol=1e-6, rtol=0)
     np.testing.assert_allclose(grad, grad_ref, atol=1e-5, rtol=0)
     np.testing.assert_allclose(mean, mean_ref, atol=1e-7, rtol=0)  # running statistics updated alike
+
+
+def test_a_run_tunes_an_iformer_end_to_end_and_writes_its_tuned_weights(tiny_config):
+    from adaptformer.config import load_config
+    from adaptformer.engine import train
+
+    cfg = load_config(tiny_config(model={"name": "iformer_small", "num_classes": 4, "kwargs": KWARGS, "pretrained": PTH},
+                                  method={"name": "adaptformer+lora", "adaptformer": {"bottleneck": 4},
+                                          "lora": {"rank": 2, "targets": ["q", "v"]}},
+                                  data={"synthetic_train_size": 32, "synthetic_eval_size": 8}, train={"epochs": 1}))
+    summary = train(cfg)
+    assert summary["method"] == "adaptformer+lora" and 0 < summary["trainable_percent"] < 100
+    tuned = os.path.join(cfg.train.output_dir, "tuned")
+    model, _ = build_tuned_model(tuned, log=lambda *a: None)
+    assert isinstance(model.blocks4[0].attn.low_mixer.qkv, LoRALinear) and model.blocks1[0].adapter is not None
