@@ -321,3 +321,40 @@ def test_a_run_tunes_an_iformer_end_to_end_and_writes_its_tuned_weights(tiny_con
     tuned = os.path.join(cfg.train.output_dir, "tuned")
     model, _ = build_tuned_model(tuned, log=lambda *a: None)
     assert isinstance(model.blocks4[0].attn.low_mixer.qkv, LoRALinear) and model.blocks1[0].adapter is not None
+
+
+# ---- the shipped iFormer configs ---------------------------------------------------------------
+
+ROOT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_the_notebook_recipe_config_builds_iformer_small_with_its_optimizer():
+    """configs/iformer/cifar10_small.yaml: built (no step at 224 px here), Adam with L2 1e-5, cosine, smoothing 0.1."""
+    from adaptformer.config import load_config
+    from adaptformer.engine import build_model
+    from adaptformer.engine.optim import build_optimizer, build_scheduler
+
+    cfg = load_config(os.path.join(ROOT_DIR, "configs", "iformer", "cifar10_small.yaml"))
+    assert (cfg.data.img_size, cfg.data.batch_size, cfg.train.epochs, cfg.train.label_smoothing) == (224, 128, 100, 0.1)
+    with paddle.LazyGuard():
+        model = build_model(cfg, log=lambda *a: None)
+    assert isinstance(model, InceptionTransformer) and model.embed_dims == DIMS
+    scheduler = build_scheduler(cfg.optimizer, cfg.scheduler, steps_per_epoch=391, epochs=100)
+    assert isinstance(scheduler, paddle.optimizer.lr.CosineAnnealingDecay) and scheduler.T_max == 39100
+    optimizer = build_optimizer(cfg.optimizer, freeze.trainable_named_parameters(model), scheduler)
+    assert type(optimizer) is paddle.optimizer.Adam
+    assert isinstance(optimizer.regularization, paddle.regularizer.L2Decay)
+    assert optimizer.regularization._coeff == pytest.approx(1e-5)
+
+
+def test_the_cpu_miniature_trains_a_step(tmp_path):
+    from adaptformer.config import load_config
+    from adaptformer.engine import train
+
+    out = str(tmp_path / "out")
+    cfg = load_config(os.path.join(ROOT_DIR, "configs", "cpu", "iformer_smoke.yaml"),
+                      [f"train.output_dir={out}", "train.epochs=1", "data.synthetic_train_size=8",
+                       "data.synthetic_eval_size=4", "data.batch_size=8"])
+    summary = train(cfg)
+    assert summary["method"] == "adaptformer" and 0 <= summary["best_top1"] <= 100
+    assert os.path.isfile(os.path.join(out, "tuned", "tuned.json"))
