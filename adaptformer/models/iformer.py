@@ -133,6 +133,7 @@ class LowMixer(nn.Layer):
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.scale = self.head_dim**-0.5
+        self.pool_size = pool_size
         self.qkv = Linear(dim, 3 * dim, bias_attr=None if qkv_bias else False)
         self.attn_drop = nn.Dropout(attn_drop)
         # exclusive=True is torch's count_include_pad=False (the official setting); with no
