@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import paddle
+import conftest
 import pytest
 
 from adaptformer import freeze
@@ -149,19 +150,9 @@ def learnable(model):
     return {n: p.numpy().copy() for n, p in freeze.learnable_parameters(model).items()}
 
 
-def train_steps(model, steps=3, lr=0.1):
+def train_steps(model, steps=3):
     """At 64 px: at 32 the last stage's grid is 1x1, where attention over one position ignores q and k."""
-    opt = paddle.optimizer.Momentum(lr, parameters=freeze.trainable_parameters(model), weight_decay=1e-3)
-    rng = np.random.default_rng(0)
-    for _ in range(steps):
-        x = paddle.to_tensor(rng.standard_normal((4, 3, 64, 64)).astype("float32"))
-        y = paddle.to_tensor(rng.integers(0, 3, 4))
-        freeze.set_train_mode(model)
-        loss = paddle.nn.functional.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        opt.clear_grad()
-    model.eval()
+    conftest.train_steps(model, steps=steps, size=64)
 
 
 @pytest.mark.parametrize("name", ["adaptformer", "adapter", "lora", "bitfit", "linear", "adaptformer+lora+bitfit"])

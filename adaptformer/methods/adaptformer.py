@@ -4,6 +4,7 @@ beside the MLP branch or after it). One mechanism for every backbone: the slot b
 models/tuning.TunableBlock, which the ViT's and the iFormer's blocks are."""
 from __future__ import annotations
 
+import dataclasses
 from typing import List
 
 import paddle.nn as nn
@@ -16,16 +17,9 @@ TRAINS = ["adapter"]
 
 
 def add_adaptformer(model: nn.Layer, cfg: MethodConfig) -> List[str]:
-    a = cfg.adaptformer
-    insert_adapters(
-        *chosen_blocks(model, "adaptformer", a.blocks),
-        bottleneck=a.bottleneck,
-        scale=a.scale,
-        learnable_scale=a.learnable_scale,
-        dropout=a.dropout,
-        position=a.position,
-        adapter_input=a.adapter_input,
-    )
+    # Every setting of method.adaptformer but `blocks` is an AdaptFormerAdapter argument of the same name.
+    settings = dataclasses.asdict(cfg.adaptformer)
+    insert_adapters(*chosen_blocks(model, "adaptformer", settings.pop("blocks")), **settings)
     return TRAINS
 
 
