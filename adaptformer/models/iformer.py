@@ -224,6 +224,11 @@ class InceptionTransformer(TunableModel, nn.Layer):
     """iFormer. `attention_heads` holds one entry per block over all stages (the frequency ramp):
     the number of heads, of dim // num_heads channels each, that block gives to attention."""
 
+    # Why VPT does not apply (models/tuning.py; methods/vpt.py says it in one line).
+    NO_PROMPTS = ("iFormer's stages are convolution-shaped token grids (pooled attention, depthwise convolutions, "
+                  "patch merging between stages), with no token sequence to add prompt tokens to; VPT applies to "
+                  "ViT models")
+
     def __init__(
         self,
         img_size: int = 224,
@@ -343,10 +348,6 @@ class InceptionTransformer(TunableModel, nn.Layer):
 
     def tuning_blocks(self) -> List[Block]:
         return [block for _, _, blocks in self.stages for block in blocks]
-
-    NO_PROMPTS = ("iFormer's stages are convolution-shaped token grids (pooled attention, depthwise convolutions, "
-                  "patch merging between stages), with no token sequence to add prompt tokens to; VPT applies to "
-                  "ViT models")
 
 
 # Per-size settings of the official factories (iformer_small / _base / _large): stage depths,

@@ -93,7 +93,8 @@ class TunableModel:
 
     def prompt_shape(self) -> Tuple[int, int, int]:
         """(token width, number of blocks, patch size) for PromptTokens."""
-        raise ValueError(f"{type(self).__name__} has no place for prompt tokens: {self.NO_PROMPTS}")
+        why = self.NO_PROMPTS or "it does not say where they would go (prompt_shape)"
+        raise ValueError(f"{type(self).__name__} has no place for prompt tokens: {why}")
 
     def add_adapters(self, blocks=None, **adapter_kwargs) -> None:
         """Insert fresh AdaptFormer modules into the given blocks (indices into tuning_blocks(),
