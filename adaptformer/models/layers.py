@@ -89,9 +89,11 @@ class BatchNorm2D(nn.BatchNorm2D):
     """nn.BatchNorm2D, except when only one of its weight and bias trains (BitFit on a frozen
     backbone trains the bias): Paddle 3.3's batch_norm then computes no gradient for the one
     that trains (measured on CPU: bias.grad stays None when the weight is frozen, and the other
-    way round), so BitFit would silently leave it untouched. In that case the normalisation
-    runs without affine parameters and weight and bias are applied after it (the same function,
-    within float32 rounding). Otherwise, and for inference, it is Paddle's own kernel."""
+    way round; Paddle expects the pair to train together or not at all: PaddlePaddle/Paddle
+    issue 32331, pull request 47634), so BitFit would silently leave it untouched. In that case
+    the normalisation runs without affine parameters and weight and bias are applied after it
+    (the same function, within float32 rounding). Otherwise, and for inference, it is Paddle's
+    own kernel."""
 
     def forward(self, x):
         w, b = self.weight, self.bias
