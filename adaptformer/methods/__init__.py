@@ -14,11 +14,12 @@ error, as does a method a backbone has no place for.
     vpt           prompt tokens (shallow or deep)           the prompts                  yes  no (2)
     adapter       h + Up(GELU(Down(h))) after each MLP      the adapters (Houlsby)       yes  yes (1)
     lora          (alpha/r) * B A x on q/k/v/proj/fc1/fc2    the low-rank factors         yes  yes (3)
-    bitfit        -                                         every bias                   yes  yes
+    bitfit        -                                         every bias                   yes  yes (4)
 
     (1) beside / after the block's whole MLP branch, outside its layer scale (models/adapter.py)
     (2) no token sequence to put prompts in: a one-line error says so
     (3) q/k/v on the attention path's fused qkv (LowMixer), fc1, fc2; no 'proj' (a 1x1 conv there)
+    (4) BatchNorm biases included (models.layers.BatchNorm2D gives them their gradient)
 
 Several methods join with '+' ("adaptformer+vpt"); config.py says which
 combinations are impossible.
