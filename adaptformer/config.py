@@ -148,7 +148,8 @@ class DataConfig:
 
 @dataclass
 class OptimizerConfig:
-    name: str = "momentum"  # momentum | sgd | adamw
+    # momentum | sgd | adamw (decoupled weight decay) | adam (weight_decay as an L2 term in the gradient)
+    name: str = "momentum"
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -256,7 +257,7 @@ CHOICES = {
     "data.dataset": ("cifar10", "cifar100", "synthetic", "folder"),
     "data.eval_split": ("val", "test"),
     "data.on_bad_image": ("error", "skip"),
-    "optimizer.name": ("momentum", "sgd", "adamw"),
+    "optimizer.name": ("momentum", "sgd", "adamw", "adam"),
     "scheduler.name": ("cosine", "constant"),
     "train.amp.dtype": ("float16", "bfloat16"),
     "train.amp.level": ("O1", "O2"),

@@ -8,6 +8,7 @@ in Paddle; it has to be set on each parameter.)
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Iterable, List, Sequence
@@ -125,7 +126,7 @@ class ParameterSummary:
 def summary(model: nn.Layer, verbose: bool = False) -> ParameterSummary:
     total = trainable = 0
     for p in learnable_parameters(model).values():
-        count = int(p.numel())
+        count = math.prod(p.shape)  # from the shape: a lazily built model (paddle.LazyGuard) has no values yet
         total += count
         if not p.stop_gradient:
             trainable += count

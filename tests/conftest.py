@@ -69,11 +69,12 @@ def snapshot(model):
     return {n: p.numpy().copy() for n, p in model.named_parameters()}
 
 
-def train_steps(model, steps=4, lr=0.1):
+def train_steps(model, steps=4, lr=0.1, size=32):
+    """A few Momentum steps on random size x size images with labels 0..2; returns the optimizer."""
     opt = paddle.optimizer.Momentum(lr, parameters=freeze.trainable_parameters(model), weight_decay=1e-3)
     rng = np.random.default_rng(0)
     for _ in range(steps):
-        x = paddle.to_tensor(rng.standard_normal((4, 3, 32, 32)).astype("float32"))
+        x = paddle.to_tensor(rng.standard_normal((4, 3, size, size)).astype("float32"))
         y = paddle.to_tensor(rng.integers(0, 3, 4))
         freeze.set_train_mode(model)
         loss = paddle.nn.functional.cross_entropy(model(x), y)

@@ -77,3 +77,19 @@ def test_pytorch_reference_only_for_the_wiring_it_builds(tiny_config, method, ex
     cfg = load_config(tiny_config(method=method))
     model = build_model(cfg, log=lambda *a: None)
     assert architecture(model, cfg)["reference_wiring"] is expected
+
+
+def test_benchmark_measures_an_iformer(tmp_path, tiny_config):
+    """A reduced iFormer: FLOPs count its convolutions and pooled attention; no PyTorch reference (ViT only)."""
+    kwargs = dict(img_size=32, depths=[1, 1, 1, 1], embed_dims=[16, 16, 24, 32], num_heads=[4, 4, 3, 4],
+                  attention_heads=[1, 2, 1, 3])
+    config = tiny_config(model={"name": "iformer_small", "num_classes": 4, "kwargs": kwargs}, data={"batch_size": 2})
+    out = tmp_path / "bench.json"
+    proc = run_tool([sys.executable, BENCH, "-c", config, "--methods", "full,adaptformer", "--steps", "1",
+                     "--warmup", "0", "--json", str(out)])
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["label"]: r["paddle"] for r in json.loads(out.read_text())["rows"]}
+    assert rows["full"]["architecture"] == {"img_size": 32, "model": "InceptionTransformer", "num_classes": 4,
+                                            "reference_wiring": False}
+    assert rows["full"]["flops_per_step"]["train"] > rows["adaptformer"]["flops_per_step"]["train"] > 0
+    assert rows["full"]["trainable_params"] > rows["adaptformer"]["trainable_params"] > 0

@@ -71,3 +71,59 @@ def test_vit_b16_matches_the_published_count():
     # ViT-B/16 at 224 px: 17.56 GMACs per image (timm / fvcore, matrix products only).
     f = count_flops(create_model("vit_base_patch16_224", num_classes=1000), 224)
     assert f.forward / 2 == pytest.approx(17.56e9, rel=2e-3)
+
+
+# ---- iFormer: convolutions (depthwise by their groups) and attention over pooled positions ----------
+
+IF = dict(img_size=32, depths=[2, 1, 1, 1], embed_dims=[16, 16, 24, 32], num_heads=[4, 4, 3, 4],
+          attention_heads=[1, 2, 2, 1, 3], mlp_ratio=2.0, use_layer_scale=True)
+POOLS = [2, 2, 1, 1]
+
+
+def iformer(method="full", **method_settings):
+    model = create_model("iformer_small", num_classes=CLASSES, **IF)
+    apply_method(model, MethodConfig(name=method, **method_settings))
+    return model
+
+
+def iformer_parts(size=32, r=0):
+    """Closed forms of a reduced iFormer's products per image: (stem + patch embeddings, blocks, adapters)."""
+    dims, grids = IF["embed_dims"], [size // 4 // 2**s for s in range(4)]
+    c0 = dims[0]
+    embed = 2 * (size // 2) ** 2 * (c0 // 2) * 3 * 9 + 2 * grids[0] ** 2 * c0 * (c0 // 2) * 9  # stem: two 3x3/2 convs
+    embed += sum(2 * grids[s] ** 2 * dims[s] * dims[s - 1] * 9 for s in (1, 2, 3))  # 3x3/2 convs between stages
+    blocks = adapters = 0
+    heads = iter(IF["attention_heads"])
+    for s, depth in enumerate(IF["depths"]):
+        d, g, p = dims[s], grids[s], POOLS[s]
+        for _ in range(depth):
+            low = next(heads) * d // IF["num_heads"][s]
+            high = d - low
+            half = high // 2
+            fused = low + 2 * high
+            n = (g // p) ** 2
+            blocks += 2 * g * g * (2 * half * half + 2 * half * 9 + 2 * half * half)  # high mixer: 1x1, depthwise, 1x1
+            blocks += 2 * n * low * 3 * low + 2 * 2 * n * n * low  # qkv on the pooled grid, q @ k^T and attn @ v
+            blocks += 2 * g * g * (fused * 9 + fused * d)  # depthwise conv_fuse, 1x1 proj
+            blocks += 2 * g * g * 2 * d * int(d * IF["mlp_ratio"])  # fc1, fc2
+            adapters += 2 * g * g * d * r * 2
+    return embed, blocks, adapters
+
+
+IHEAD = 2 * IF["embed_dims"][-1] * CLASSES
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_iformer_forward_flops_match_the_closed_form(size):
+    embed, blocks, _ = iformer_parts(size)
+    f = count_flops(iformer("full"), size)
+    assert f.forward == embed + blocks + IHEAD
+    linear = count_flops(iformer("linear"), size)
+    assert (linear.forward, linear.backward_input, linear.backward_weight) == (embed + blocks + IHEAD, 0, IHEAD)
+
+
+def test_iformer_adapters_add_their_products_and_train_only_them():
+    embed, blocks, adapters = iformer_parts(32, r=4)
+    f = count_flops(iformer("adaptformer", adaptformer=AdaptFormerConfig(bottleneck=4)), 32)
+    assert f.forward == embed + blocks + adapters + IHEAD
+    assert f.backward_weight == adapters + IHEAD

@@ -86,9 +86,17 @@ def test_train_mode_keeps_frozen_sublayers_in_eval():
     assert block.attn.attn_drop.training
 
 
-def test_frozen_branches_get_no_dropout_or_stochastic_depth_while_adapters_train():
-    m = create_model("vit_tiny_patch4_32", depth=2, embed_dim=32, num_heads=2, num_classes=3,
-                     drop_rate=0.3, attn_drop_rate=0.3, drop_path_rate=0.9)
+# The ViT and a reduced iFormer: one rule for stochastic depth (models/tuning.TunableBlock).
+BACKBONES = {
+    "vit": dict(name="vit_tiny_patch4_32", depth=2, embed_dim=32, num_heads=2),
+    "iformer": dict(name="iformer_small", img_size=32, depths=[1, 1, 1, 1], embed_dims=[16, 16, 24, 32],
+                    num_heads=[4, 4, 3, 4], attention_heads=[1, 2, 1, 3], use_layer_scale=True),
+}
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_frozen_branches_get_no_dropout_or_stochastic_depth_while_adapters_train(backbone):
+    m = create_model(**BACKBONES[backbone], num_classes=3, drop_rate=0.3, attn_drop_rate=0.3, drop_path_rate=0.9)
     m.add_adapters(bottleneck=4, dropout=0.0)
     freeze.only_train(m, ["adapter", "head"])
     x = paddle.to_tensor(np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype("float32"))

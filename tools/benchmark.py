@@ -224,7 +224,7 @@ def main() -> None:
                     f"train memory {_fmt(p['train_memory_mb'], '.0f')} MB")
             wanted = args.torch and "@" not in spec and p["method"] in TORCH_METHODS
             if wanted and (not p["architecture"]["reference_wiring"] or p["amp"]):
-                line += " | no PyTorch run: bench/torch_vit.py has only the default adapter wiring, no AMP"
+                line += " | no PyTorch run: bench/torch_vit.py builds only ViTs with the default adapter wiring, no AMP"
             elif wanted:
                 row["torch"] = measure_torch(args, p, env)
                 t = row["torch"]

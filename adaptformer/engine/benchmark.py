@@ -24,6 +24,7 @@ import paddle.nn as nn
 
 from .. import freeze
 from ..config import Config, load_config
+from ..models.vit import VisionTransformer
 from . import memory
 from .flops import count_flops
 from .optim import build_optimizer
@@ -45,7 +46,11 @@ def _timed(fn, repeats: int, warmup: int) -> List[float]:
 
 
 def architecture(model: nn.Layer, cfg: Config) -> Dict:
-    """What a reference implementation needs to build the same network."""
+    """What a reference implementation needs to build the same network. bench/torch_vit.py
+    builds ViTs only: for another backbone (iFormer) reference_wiring is false."""
+    if not isinstance(model, VisionTransformer):
+        return {"img_size": cfg.data.img_size, "model": type(model).__name__, "num_classes": cfg.model.num_classes,
+                "reference_wiring": False}
     blocks = model.blocks
     adapter = blocks[0].adapter
     arch = {

@@ -8,9 +8,11 @@ gradient and again for the weight gradient, each only when needed. So a frozen
 backbone skips the weight-gradient half, and layers before the first trainable
 parameter skip the backward entirely.
 
-Counted: Linear layers (and LoRA's factors), convolutions, the two matrix products
-of attention. Not counted: normalisation, activations, softmax, residual adds and
-the optimizer update, a few percent of a ViT's total. A multiply-add is 2 FLOPs.
+Counted: Linear layers (and LoRA's factors), convolutions (grouped and depthwise ones by
+their groups), the two matrix products of attention (a ViT's, and an iFormer's over its
+average-pooled positions). Not counted: normalisation, activations, softmax, pooling,
+upsampling, residual adds and the optimizer update, a few percent of a ViT's total. A
+multiply-add is 2 FLOPs.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import paddle
 import paddle.nn as nn
 
 from .. import freeze
+from ..models.iformer import LowMixer
 from ..models.layers import Attention
 from ..models.lora import LoRALinear
 
@@ -103,6 +106,12 @@ class _Counter:
             grad = _needs_grad(inputs[0]) or _trainable(*layer.qkv.parameters())
             self.product(name, 2 * 2.0 * b * n * n * c, grad, False, operands=2)
 
+        def pooled_attention(layer, inputs, output):
+            b, c, h, w = inputs[0].shape  # NCHW; attention runs over the pooled grid
+            n = (h // layer.pool_size) * (w // layer.pool_size)
+            grad = _needs_grad(inputs[0]) or _trainable(*layer.qkv.parameters())
+            self.product(name, 2 * 2.0 * b * n * n * c, grad, False, operands=2)
+
         if isinstance(layer, LoRALinear):
             return lora
         if isinstance(layer, nn.Linear):
@@ -111,6 +120,8 @@ class _Counter:
             return conv
         if isinstance(layer, Attention):
             return attention
+        if isinstance(layer, LowMixer):
+            return pooled_attention
         return None
 
 

@@ -61,4 +61,9 @@ def build_optimizer(cfg: OptimizerConfig, named: Dict[str, Any], scheduler) -> p
         return paddle.optimizer.AdamW(
             scheduler, beta1, beta2, parameters=parameters, weight_decay=cfg.weight_decay, grad_clip=clip
         )
+    if cfg.name == "adam":  # the iFormer seed notebook's: L2 weight decay on every parameter it trains
+        beta1, beta2 = cfg.betas
+        return paddle.optimizer.Adam(
+            scheduler, beta1, beta2, parameters=parameters, weight_decay=cfg.weight_decay or None, grad_clip=clip
+        )
     raise ValueError(f"unknown optimizer '{cfg.name}'")

@@ -1,14 +1,25 @@
 """Tuning methods. Each inserts its modules into a (pretrained) model and names
 what it trains; `apply_method` then freezes everything else through `freeze`.
 
-    method.name   inserts                                   trains (besides the head)
-    full          -                                         everything
-    linear        -                                         nothing else
-    adaptformer   s * Up(ReLU(Down(x))) beside each MLP     the adapters
-    vpt           prompt tokens (shallow or deep)           the prompts
-    adapter       h + Up(GELU(Down(h))) after each MLP      the adapters (Houlsby)
-    lora          (alpha/r) * B A x on q/k/v/proj/fc1/fc2    the low-rank factors
-    bitfit        -                                         every bias
+One module per method holds its attach function (adaptformer.py, vpt.py, lora.py; linear
+and bitfit only choose what trains). They reach a backbone only through the protocol of
+models/tuning.py (tuning_blocks(), the blocks' adapter slot and linear_sites(),
+prompt_shape()), which the ViT and the iFormer implement; any other model gets a one-line
+error, as does a method a backbone has no place for.
+
+    method.name   inserts                                   trains (besides the head)   ViT  iFormer
+    full          -                                         everything                   yes  yes
+    linear        -                                         nothing else                 yes  yes
+    adaptformer   s * Up(ReLU(Down(x))) beside each MLP     the adapters                 yes  yes (1)
+    vpt           prompt tokens (shallow or deep)           the prompts                  yes  no (2)
+    adapter       h + Up(GELU(Down(h))) after each MLP      the adapters (Houlsby)       yes  yes (1)
+    lora          (alpha/r) * B A x on q/k/v/proj/fc1/fc2    the low-rank factors         yes  yes (3)
+    bitfit        -                                         every bias                   yes  yes (4)
+
+    (1) beside / after the block's whole MLP branch, outside its layer scale (models/adapter.py)
+    (2) no token sequence to put prompts in: a one-line error says so
+    (3) q/k/v on the attention path's fused qkv (LowMixer), fc1, fc2; no 'proj' (a 1x1 conv there)
+    (4) BatchNorm biases included (models.layers.BatchNorm2D gives them their gradient)
 
 Several methods join with '+' ("adaptformer+vpt"); config.py says which
 combinations are impossible.
@@ -23,7 +34,9 @@ import paddle.nn as nn
 
 from .. import freeze
 from ..config import MethodConfig
-from .inserts import add_adaptformer, add_houlsby_adapters, add_lora, add_prompts
+from .adaptformer import add_adaptformer, add_houlsby_adapters
+from .lora import add_lora
+from .vpt import add_prompts
 
 HEAD = ["head"]
 

@@ -3,12 +3,22 @@ Linear(d->r) -> ReLU -> Dropout -> Linear(r->d), times a scale. With GELU, a
 scale of 1 and the sequential position it is the Houlsby adapter.
 
 The up-projection starts at zero, so a freshly adapted model computes exactly
-the backbone's function. How the block wires it in (parallel to the MLP, reading
-the post-attention stream, or sequentially after the MLP) lives in `vit.Block`.
+the backbone's function. How it joins a block (`join`, called by every
+tuning.TunableBlock, the ViT's and the iFormer's alike), with h the block's whole
+MLP branch (stochastic depth and, on an iFormer, layer scale included):
+
+    out = x + h + s * Up(Dropout(ReLU(Down(x))))        parallel, reading the stream x after
+                                                        the mixer / attention (official wiring)
+    out = x + h + s * Up(...(LN2(x)))                   parallel, adapter_input 'ln2'
+    out = x + h + s * Up(...(h))                        sequential (Houlsby with GELU, s = 1)
+
+The adapter branch gets neither stochastic depth nor the block's layer scale: it is a branch
+of its own beside the MLP's, scaled by its own s.
 """
 from __future__ import annotations
 
 import math
+from typing import Iterable, List, Optional
 
 import paddle
 import paddle.nn as nn
@@ -68,5 +78,24 @@ class AdaptFormerAdapter(nn.Layer):
     def forward(self, x):
         return self.up_proj(self.dropout(self.act(self.down_proj(x)))) * self.scale
 
+    def join(self, x, normed, h):
+        """The block's output from the stream x after its mixer, normed = LN2(x) and the MLP branch h."""
+        if self.position == "sequential":
+            return x + h + self(h)
+        return x + h + self(normed if self.adapter_input == "ln2" else x)
+
     def extra_repr(self) -> str:
         return f"position={self.position}, input={self.adapter_input}"
+
+
+def insert_adapters(blocks: List[nn.Layer], indices: Optional[Iterable[int]] = None, **adapter_kwargs) -> None:
+    """A fresh AdaptFormerAdapter, as wide as the block, in the adapter slot of each of
+    `blocks[i]` for i in `indices` (default: all); nothing is inserted if one index is wrong."""
+    indices = list(range(len(blocks))) if indices is None else list(indices)
+    for i in indices:
+        if not 0 <= i < len(blocks):
+            raise ValueError(f"adapter block index {i} is out of range for depth {len(blocks)}")
+        if blocks[i].adapter is not None:
+            raise ValueError(f"block {i} already has an adapter")
+    for i in indices:
+        blocks[i].adapter = AdaptFormerAdapter(blocks[i].width, **adapter_kwargs)

@@ -33,16 +33,17 @@ are accepted too (the official LowMixer reshapes its tokens to a square).
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from .layers import DropPath, Mlp
+from .layers import BatchNorm2D, DropPath, Mlp
 from .linear import Linear
 from .registry import register_model
+from .tuning import LinearSite, TunableBlock, TunableModel, fused_qkv_sites
 
 _trunc_normal = nn.initializer.TruncatedNormal(std=0.02)
 _zeros = nn.initializer.Constant(0.0)
@@ -75,10 +76,10 @@ class FirstPatchEmbed(nn.Layer):
         super().__init__()
         mid = embed_dim // 2
         self.proj1 = nn.Conv2D(in_chans, mid, 3, stride=2, padding=1)
-        self.norm1 = nn.BatchNorm2D(mid)
+        self.norm1 = BatchNorm2D(mid)
         self.gelu1 = nn.GELU()
         self.proj2 = nn.Conv2D(mid, embed_dim, 3, stride=2, padding=1)
-        self.norm2 = nn.BatchNorm2D(embed_dim)
+        self.norm2 = BatchNorm2D(embed_dim)
 
     def forward(self, x):
         x = self.gelu1(self.norm1(self.proj1(x)))
@@ -91,7 +92,7 @@ class PatchEmbed(nn.Layer):
     def __init__(self, in_chans: int, embed_dim: int):
         super().__init__()
         self.proj = nn.Conv2D(in_chans, embed_dim, 3, stride=2, padding=1)
-        self.norm = nn.BatchNorm2D(embed_dim)
+        self.norm = BatchNorm2D(embed_dim)
 
     def forward(self, x):
         return _to_nhwc(self.norm(self.proj(_to_nchw(x))))
@@ -132,6 +133,7 @@ class LowMixer(nn.Layer):
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.scale = self.head_dim**-0.5
+        self.pool_size = pool_size
         self.qkv = Linear(dim, 3 * dim, bias_attr=None if qkv_bias else False)
         self.attn_drop = nn.Dropout(attn_drop)
         # exclusive=True is torch's count_include_pad=False (the official setting); with no
@@ -185,9 +187,10 @@ class Mixer(nn.Layer):
         return _to_nhwc(self.proj_drop(y))
 
 
-class Block(nn.Layer):
+class Block(TunableBlock):
     """x + DropPath(ls1 * Mixer(LN(x))), then x + DropPath(ls2 * MLP(LN(x))) on an NHWC map;
-    ls1 / ls2 (per-channel layer scale) exist only when `layer_scale` is a number."""
+    ls1 / ls2 (per-channel layer scale) exist only when `layer_scale` is a number. An adapter
+    joins beside the whole MLP branch, outside layer scale (models/tuning.py, models/adapter.py)."""
 
     def __init__(self, dim: int, num_heads: int, attention_head: int, pool_size: int, mlp_ratio: float = 4.0,
                  qkv_bias: bool = True, drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0,
@@ -204,16 +207,27 @@ class Block(nn.Layer):
             self.layer_scale_1 = self.create_parameter([dim], default_initializer=init)
             self.layer_scale_2 = self.create_parameter([dim], default_initializer=init)
 
-    def forward(self, x):
-        y = self.attn(self.norm1(x))
-        x = x + self.drop_path(y if self.layer_scale_1 is None else self.layer_scale_1 * y)
-        y = self.mlp(self.norm2(x))
-        return x + self.drop_path(y if self.layer_scale_2 is None else self.layer_scale_2 * y)
+    def mixer_branch(self, x):
+        return self.residual_branch(self.attn, self.norm1(x), self.layer_scale_1)
+
+    def mlp_branch(self, normed):
+        return self.residual_branch(self.mlp, normed, self.layer_scale_2)
+
+    def linear_sites(self) -> Dict[str, LinearSite]:
+        # The attention path's fused qkv (q, k, v over the low-frequency channels) and the MLP; the
+        # mixer's output projection is a 1x1 convolution, not a Linear layer.
+        return {**fused_qkv_sites(self.attn.low_mixer), "fc1": LinearSite(self.mlp, "fc1"),
+                "fc2": LinearSite(self.mlp, "fc2")}
 
 
-class InceptionTransformer(nn.Layer):
+class InceptionTransformer(TunableModel, nn.Layer):
     """iFormer. `attention_heads` holds one entry per block over all stages (the frequency ramp):
     the number of heads, of dim // num_heads channels each, that block gives to attention."""
+
+    # Why VPT does not apply (models/tuning.py; methods/vpt.py says it in one line).
+    NO_PROMPTS = ("iFormer's stages are convolution-shaped token grids (pooled attention, depthwise convolutions, "
+                  "patch merging between stages), with no token sequence to add prompt tokens to; VPT applies to "
+                  "ViT models")
 
     def __init__(
         self,
@@ -331,6 +345,9 @@ class InceptionTransformer(nn.Layer):
 
     def forward(self, x):
         return self.forward_head(self.forward_features(x))
+
+    def tuning_blocks(self) -> List[Block]:
+        return [block for _, _, blocks in self.stages for block in blocks]
 
 
 # Per-size settings of the official factories (iformer_small / _base / _large): stage depths,

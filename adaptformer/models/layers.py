@@ -83,3 +83,24 @@ class DropPath(nn.Layer):
 
     def extra_repr(self) -> str:
         return f"drop_prob={self.drop_prob}"
+
+
+class BatchNorm2D(nn.BatchNorm2D):
+    """nn.BatchNorm2D, except when only one of its weight and bias trains (BitFit on a frozen
+    backbone trains the bias): Paddle 3.3's batch_norm then computes no gradient for the one
+    that trains (measured on CPU: bias.grad stays None when the weight is frozen, and the other
+    way round; Paddle expects the pair to train together or not at all: PaddlePaddle/Paddle
+    issue 32331, pull request 47634), so BitFit would silently leave it untouched. In that case
+    the normalisation runs without affine parameters and weight and bias are applied after it
+    (the same function, within float32 rounding). Otherwise, and for inference, it is Paddle's
+    own kernel."""
+
+    def forward(self, x):
+        w, b = self.weight, self.bias
+        if w is None or b is None or w.stop_gradient == b.stop_gradient or not paddle.is_grad_enabled():
+            return super().forward(x)
+        y = F.batch_norm(x, self._mean, self._variance, weight=None, bias=None, training=self.training,
+                         momentum=self._momentum, epsilon=self._epsilon, data_format=self._data_format,
+                         use_global_stats=self._use_global_stats)
+        shape = [1, -1, 1, 1] if self._data_format == "NCHW" else [1, 1, 1, -1]
+        return y * w.reshape(shape) + b.reshape(shape)

@@ -1,4 +1,4 @@
-"""Vision Transformer with an optional AdaptFormer module in every block.
+"""Vision Transformer; tuning methods reach it through models/tuning.py's protocol.
 
 Parameter names follow timm / PaddleClas (patch_embed.proj, cls_token, pos_embed,
 blocks.N.{norm1,attn.qkv,attn.proj,norm2,mlp.fc1,mlp.fc2}, norm, head), so their
@@ -6,32 +6,31 @@ checkpoints map onto this model key for key.
 """
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import paddle
 import paddle.nn as nn
 from paddle.distributed.fleet.utils import recompute
 
-from .adapter import AdaptFormerAdapter
 from .layers import Attention, DropPath, Mlp, PatchEmbed
 from .linear import Linear
 from .prompt import PromptTokens
+from .tuning import LinearSite, TunableBlock, TunableModel, fused_qkv_sites
 
 _trunc_normal = nn.initializer.TruncatedNormal(std=0.02)
 _zeros = nn.initializer.Constant(0.0)
 _ones = nn.initializer.Constant(1.0)
 
 
-class Block(nn.Layer):
-    """Pre-norm Transformer block. With an adapter (official AdaptFormer wiring):
+class Block(TunableBlock):
+    """Pre-norm Transformer block:
 
         x   = x + DropPath(Attn(LN1(x)))
-        out = x + DropPath(MLP(LN2(x))) + s * Up(Dropout(ReLU(Down(x))))     (parallel)
-        out = x + h + s * Up(...(h)),  h = DropPath(MLP(LN2(x)))              (sequential)
+        out = x + DropPath(MLP(LN2(x)))
 
-    The adapter branch gets no DropPath. `adapter_input='ln2'` feeds LN2(x) to a
-    parallel adapter, as the community Paddle notebook did.
+    An AdaptFormer / Houlsby adapter joins the MLP side through the slot every TunableBlock has
+    (models/tuning.py, wiring in models/adapter.py).
     """
 
     def __init__(
@@ -51,26 +50,23 @@ class Block(nn.Layer):
         self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim, epsilon=epsilon)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
-        self.adapter: Optional[AdaptFormerAdapter] = None
 
-    def _branch(self, layer: nn.Layer, x):
-        # Stochastic depth follows the branch: a frozen branch kept in eval mode
-        # (freeze.set_train_mode) is never dropped, even while its adapter trains.
-        y = layer(x)
-        return self.drop_path(y) if layer.training else y
+    def mixer_branch(self, x):
+        return self.residual_branch(self.attn, self.norm1(x))
 
-    def forward(self, x):
-        x = x + self._branch(self.attn, self.norm1(x))
-        normed = self.norm2(x)
-        h = self._branch(self.mlp, normed)
-        if self.adapter is None:
-            return x + h
-        if self.adapter.position == "sequential":
-            return x + h + self.adapter(h)
-        return x + h + self.adapter(normed if self.adapter.adapter_input == "ln2" else x)
+    def mlp_branch(self, normed):
+        return self.residual_branch(self.mlp, normed)
+
+    def linear_sites(self) -> Dict[str, LinearSite]:
+        return {
+            **fused_qkv_sites(self.attn),
+            "proj": LinearSite(self.attn, "proj"),
+            "fc1": LinearSite(self.mlp, "fc1"),
+            "fc2": LinearSite(self.mlp, "fc2"),
+        }
 
 
-class VisionTransformer(nn.Layer):
+class VisionTransformer(TunableModel, nn.Layer):
     def __init__(
         self,
         img_size: int = 224,
@@ -185,23 +181,8 @@ class VisionTransformer(nn.Layer):
     def forward(self, x):
         return self.forward_head(self.forward_features(x))
 
-    def add_prompts(self, num_tokens: int, deep: bool = True, dropout: float = 0.0) -> None:
-        """Visual prompt tuning: learnable tokens after the class token (see prompt.py)."""
-        if self.prompt is not None:
-            raise ValueError("the model already has prompt tokens")
-        self.prompt = PromptTokens(
-            num_tokens, self.embed_dim, len(self.blocks), self.patch_embed.patch_size, deep=deep, dropout=dropout
-        )
+    def tuning_blocks(self) -> List[Block]:
+        return list(self.blocks)
 
-    def add_adapters(self, blocks: Optional[Iterable[int]] = None, **adapter_kwargs) -> None:
-        """Insert fresh AdaptFormer modules into the given blocks (default: all),
-        e.g. after loading a pretrained backbone. Zero-initialised up-projections
-        keep the model's output unchanged until training moves them."""
-        indices = list(range(len(self.blocks))) if blocks is None else list(blocks)
-        for i in indices:
-            if not 0 <= i < len(self.blocks):
-                raise ValueError(f"adapter block index {i} is out of range for depth {len(self.blocks)}")
-            if self.blocks[i].adapter is not None:
-                raise ValueError(f"block {i} already has an adapter")
-        for i in indices:
-            self.blocks[i].adapter = AdaptFormerAdapter(self.embed_dim, **adapter_kwargs)
+    def prompt_shape(self) -> Tuple[int, int, int]:
+        return self.embed_dim, len(self.blocks), self.patch_embed.patch_size
