@@ -217,9 +217,8 @@ class TaskBank:
         """Image files or PIL images classified by task `name` with the evaluation transform its
         tuned folder records: a list of adaptformer.predict.Prediction, one per source."""
         from .predict import Predictor
-        from .trained import data_config
 
-        meta = self.meta(name)
-        predictor = Predictor(self._use(name).model, self.class_names(name), data_config(meta["eval_transform"]),
+        data = tuned_config(self.meta(name), name).data
+        predictor = Predictor(self._use(name).model, self.class_names(name), data,
                               batch_size=batch_size)
         return predictor.predict(sources, topk=topk)

@@ -76,21 +76,14 @@ def from_run(config: Union[str, Config], checkpoint: Optional[str] = None, overr
     return TrainedModel(model, names, cfg.data, checkpoint, model_config, dataclasses.asdict(cfg.method))
 
 
-def data_config(settings: Dict[str, Any]) -> DataConfig:
-    """A DataConfig holding the data settings a tuned folder records (img_size, mean, std, ...)."""
-    known = {f.name for f in dataclasses.fields(DataConfig)}
-    return DataConfig(**{k: v for k, v in settings.items() if k in known})
-
-
 def from_tuned(tuned_dir: str, backbone_weights: Optional[str] = None, force: bool = False,
                log=print) -> TrainedModel:
     """A tuned folder's model (adaptformer.tuned.build_tuned_model) with its recorded class names
     and evaluation-transform settings."""
-    from .tuned import build_tuned_model
+    from .tuned import META, build_tuned_model, tuned_config
 
     model, meta = build_tuned_model(tuned_dir, backbone_weights=backbone_weights, force=force, log=log)
     model.eval()
-    data = data_config(meta.get("eval_transform") or meta.get("data") or {})
-    recorded = meta.get("model", {})
-    model_config = {k: recorded[k] for k in ("name", "kwargs", "num_classes") if k in recorded}
-    return TrainedModel(model, list(meta["class_names"]), data, tuned_dir, model_config, dict(meta.get("method", {})))
+    cfg = tuned_config(meta, os.path.join(tuned_dir, META))  # read_tuned_meta has validated every section
+    model_config = {"name": cfg.model.name, "kwargs": dict(cfg.model.kwargs), "num_classes": cfg.model.num_classes}
+    return TrainedModel(model, list(meta["class_names"]), cfg.data, tuned_dir, model_config, dict(meta["method"]))

@@ -184,9 +184,10 @@ def test_bank_predict_classifies_files_with_each_tasks_classes_and_model(tmp_pat
     assert top_name in names and len(good.top) == 2
     # the same image through the task's model directly: the top class and its probability agree
     from adaptformer.predict import Predictor
-    from adaptformer.trained import data_config
+    from adaptformer.tuned import tuned_config
 
-    array = Predictor(bank.model("adaptformer"), names, data_config(bank.meta("adaptformer")["eval_transform"])).preprocess(str(image))
+    data = tuned_config(bank.meta("adaptformer"), "adaptformer").data
+    array = Predictor(bank.model("adaptformer"), names, data).preprocess(str(image))
     probs = paddle.nn.functional.softmax(bank.model("adaptformer")(paddle.to_tensor(array[None]))).numpy()[0]
     assert names[int(probs.argmax())] == top_name
     assert abs(float(probs.max()) - top_score) < 1e-6
