@@ -193,6 +193,9 @@ class TrainConfig:
     # Recompute each Transformer block in the backward pass instead of keeping its
     # activations: less memory for about one more forward pass.
     recompute: bool = False
+    # At the end, curves.png (loss and top-1 by epoch) and test_predictions.png (test images with
+    # the predicted and true class) in output_dir: the figures the iFormer notebook drew.
+    figures: bool = False
     amp: AmpConfig = field(default_factory=AmpConfig)
 
 

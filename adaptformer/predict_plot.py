@@ -2,12 +2,11 @@
 class when known (green: right, red: wrong, black: unknown)."""
 from __future__ import annotations
 
-import math
 import os
 from typing import List, Optional, Sequence
 
 from .data.images import open_rgb
-from .figures import pyplot, save
+from .figures import image_grid
 from .predict import Prediction
 
 THUMBNAIL = 192  # pixels on the longer side
@@ -39,19 +38,9 @@ def plot_predictions(predictions: Sequence[Prediction], truths: Sequence[Optiona
                      max_shown: int = MAX_SHOWN) -> int:
     """Write the grid of the first `max_shown` images as PNG `path`; returns how many it shows."""
     shown: List[Prediction] = list(predictions)[:max_shown]
-    cols = max(1, min(COLUMNS, len(shown)))
-    rows = max(1, math.ceil(len(shown) / cols))
-    plt = pyplot()
-    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.6 * rows), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for ax, p, truth in zip(axes.ravel(), shown, truths):
-        img = thumbnail(p.source) if p.ok else None
-        if img is not None:
-            ax.imshow(img)
-        text, colour = _caption(p, truth)
-        ax.set_title(f"{os.path.basename(p.source)}\n{text}", fontsize=8, color=colour)
-    if len(predictions) > len(shown):
-        fig.suptitle(f"first {len(shown)} of {len(predictions)} images", fontsize=10)
-    save(fig, path, dpi=90)
+    captions = [_caption(p, truth) for p, truth in zip(shown, truths)]
+    title = f"first {len(shown)} of {len(predictions)} images" if len(predictions) > len(shown) else None
+    image_grid([thumbnail(p.source) if p.ok else None for p in shown],
+               [f"{os.path.basename(p.source)}\n{text}" for p, (text, _) in zip(shown, captions)],
+               [colour for _, colour in captions], path, title=title, columns=COLUMNS)
     return len(shown)

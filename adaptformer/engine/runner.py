@@ -22,6 +22,7 @@ from ..utils import atomic_write_text
 from . import dist, memory
 from .outdir import (acquire_lock, earlier_run_files, refuse_earlier_run, release_lock, remove_leftovers,
                      remove_stale_temp_files, snapshot)
+from .logger import read_records
 from .trainer import BEST, LAST, Trainer, evaluate_model, seed_everything
 
 
@@ -177,12 +178,24 @@ def final_test(cfg: Config, model, result: Dict, num_classes: int, log) -> Dict:
            "test_top1_last": last.result()["top1"], "test_images": best.result()["num_samples"]}
     log(f"test split ({out['test_images']} images): top-1 {out['test_top1']:.4f} with the epoch chosen on "
         f"{eval_split(cfg.data)} (epoch {result['best']['epoch']}), {out['test_top1_last']:.4f} with the last epoch")
+    if dist.is_main() and cfg.train.figures:
+        draw_run_figures(cfg, loader.dataset, np.concatenate(best.predictions), log)
     if dist.is_main() and dist.world_size() == 1:
         predictions = {"labels": np.concatenate(best.targets).tolist(),
                        "best": np.concatenate(best.predictions).tolist(),
                        "last": np.concatenate(last.predictions).tolist()}
         atomic_write_text(os.path.join(cfg.train.output_dir, TEST_PREDICTIONS), json.dumps(predictions))
     return out
+
+
+def draw_run_figures(cfg: Config, test_set, predicted: np.ndarray, log) -> None:
+    """train.figures: the learning curves and a grid of test images with the chosen epoch's predictions."""
+    from ..run_figures import CURVES, TEST_GRID, plot_learning_curves, plot_test_grid
+
+    out = cfg.train.output_dir
+    plot_learning_curves(read_records(os.path.join(out, "metrics.jsonl")), eval_split(cfg.data), os.path.join(out, CURVES))
+    plot_test_grid(test_set, predicted, class_names(cfg.data), cfg.data.mean, cfg.data.std, os.path.join(out, TEST_GRID))
+    log(f"figures: {os.path.join(out, CURVES)}, {os.path.join(out, TEST_GRID)}")
 
 
 def load_run_weights(model, checkpoint: str) -> None:

@@ -1,11 +1,17 @@
 """Transformer building blocks shared by the backbones."""
 from __future__ import annotations
 
+import warnings
+
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
 from .linear import Linear
+
+# Paddle 3.3's BatchNorm warns on every training forward that it tracks running statistics,
+# which is what every BatchNorm does; the message tells a user nothing.
+warnings.filterwarnings("ignore", message="When training, we now always track global mean", category=UserWarning)
 
 
 class PatchEmbed(nn.Layer):
