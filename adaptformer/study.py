@@ -105,7 +105,7 @@ def run_study(path: str, overrides: Optional[List[str]] = None, resume: bool = F
                 result.runs.append(reuse)
                 continue
             result.runs.append(execute(run.config(folder, run_overrides, **more, **chosen), resume, overwrite))
-        backbones[stage.name] = os.path.join(result.runs[0]["summary"]["output_dir"], BEST)
+        backbones[stage.name] = os.path.join(result.runs[0]["folder"], BEST)
         results.append(result)
     if dist.is_main():
         if sweep_rows:
@@ -205,4 +205,5 @@ def execute(cfg: Config, resume: bool, overwrite: bool) -> Dict:
     if os.path.exists(pred_path):
         with open(pred_path, encoding="utf-8") as f:
             predictions = json.load(f)
-    return {"summary": summary, "records": records, "predictions": predictions}
+    # The folder this study gave the run: a finished run moved here keeps its old summary.output_dir.
+    return {"summary": summary, "records": records, "predictions": predictions, "folder": out}

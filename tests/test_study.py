@@ -142,6 +142,18 @@ def test_study_seeds_sweep_and_paired_comparisons(tmp_path):
     assert comparison[1].startswith("adaptformer − linear") and comparison[1].endswith(",20,2")
 
 
+def test_a_moved_study_resumes_from_its_new_folder(tmp_path):
+    """--resume reuses finished runs; the next stage's backbone is the one in the study's folder,
+    not the folder a moved run's summary still names."""
+    run_study(write_study(tmp_path, seeds=[0]))
+    os.rename(tmp_path / "out", tmp_path / "moved")
+    finished = (tmp_path / "moved" / "linear" / "seed0" / "summary.json").read_text()
+    run_study(write_study(tmp_path, seeds=[0, 1], output_dir=str(tmp_path / "moved")), resume=True)
+    assert (tmp_path / "moved" / "linear" / "seed0" / "summary.json").read_text() == finished
+    saved = yaml.safe_load((tmp_path / "moved" / "linear" / "seed1" / "config.yaml").read_text())
+    assert saved["model"]["pretrained"] == str(tmp_path / "moved" / "pre" / "best.pdparams")
+
+
 def test_a_study_checks_every_config_before_the_first_run(tmp_path):
     path = write_study(tmp_path)
     study = yaml.safe_load(open(path))
