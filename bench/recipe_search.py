@@ -1,10 +1,12 @@
 """The transfer-recipe trials behind configs/cpu/ (docs/cpu_study.md, "How the recipe was chosen"):
 single seed-0 transfer runs from the committed backbone, judged on the validation split only
 (the test split is never read by this script). Runs two trials at a time, one core each, then
-writes one CSV row per trial.
+writes one CSV row per trial of the group.
 
     python bench/recipe_search.py --data ../shared/data/cifar10-subset/cifar-10-python.tar.gz \
-        --out output/recipe_search --csv docs/cpu_study/recipe_search.csv
+        --group before_sweep --csv docs/cpu_study/recipe_search.csv
+    python bench/recipe_search.py --data ../shared/data/cifar10-subset/cifar-10-python.tar.gz \
+        --group after_sweep --csv docs/cpu_study/recipe_search_after_sweep.csv
 """
 import argparse
 import csv
@@ -43,6 +45,15 @@ TRIALS = [
     ("lin_b32_3e-2", LIN, ["optimizer.lr=0.03", "data.batch_size=32"]),
     ("full_b32_3e-4", FULL, ["optimizer.lr=0.0003", "data.batch_size=32"]),
 ]
+# Against the configs after the sweep (batch 32; AdaptFormer at lr 1e-2, linear at 3e-3): the
+# adapters' learning rate raised over the head's with optimizer.lr_mult, since the adapter's
+# output is multiplied by its scale (0.1) and moves that much slower than the head's.
+MULT10 = "optimizer.lr_mult={adapter: 10}"
+AFTER_SWEEP = [
+    ("af16_mult10_1e-3", AF, ["optimizer.lr=0.001", MULT10]),
+    ("af16_mult10_3e-3", AF, ["optimizer.lr=0.003", MULT10]),
+]
+GROUPS = {"before_sweep": TRIALS, "after_sweep": AFTER_SWEEP}
 
 
 def run(trial, core, data, out):
@@ -73,16 +84,19 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True)
     p.add_argument("--out", default="output/recipe_search")
+    p.add_argument("--group", choices=sorted(GROUPS), default="before_sweep")
     p.add_argument("--csv", default="docs/cpu_study/recipe_search.csv")
     args = p.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    trials = GROUPS[args.group]
+
     def queue(core):
-        for trial in TRIALS[core::2]:
+        for trial in trials[core::2]:
             run(trial, core, args.data, args.out)
 
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(queue, [0, 1]))
-    rows = [row(t, args.out) for t in TRIALS]
+    rows = [row(t, args.out) for t in trials]
     with open(args.csv, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
