@@ -12,7 +12,7 @@ import math
 import os
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
@@ -693,3 +693,15 @@ def save_config(cfg: Config, path: str) -> None:
 
 def dump(cfg: Config) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def saved_config_matches(path: str, cfg: Config, ignored: Sequence[str] = ()) -> bool:
+    """Whether the config a run saved at `path` is `cfg`, apart from the `ignored` dotted keys.
+    The saved file is loaded like any config, so keys added since that run compare at their defaults."""
+    saved, planned = yaml.safe_load(dump(load_config(path))), yaml.safe_load(dump(cfg))
+    for key in ignored:
+        section, name = key.split(".", 1)
+        for d in (saved, planned):
+            if isinstance(d.get(section), dict):
+                d[section].pop(name, None)
+    return saved == planned

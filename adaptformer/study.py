@@ -16,7 +16,8 @@ from typing import Any, Dict, List, Optional
 
 import paddle
 
-from .config import Config, ConfigError, StageConfig, StudyConfig, load_config, load_study, split_study_overrides
+from .config import (Config, ConfigError, StageConfig, StudyConfig, load_config, load_study,
+                     saved_config_matches, split_study_overrides)
 from .engine import dist
 from .engine.logger import read_records
 from .engine.runner import TEST_PREDICTIONS, build_model, train
@@ -66,8 +67,16 @@ def run_study(path: str, overrides: Optional[List[str]] = None, resume: bool = F
     planned = [r for p in plan.values() for r in p["runs"] + p["sweep"]]
     checked_models = set()  # a stage's runs differ in seed and swept value, not in their model
     for run in planned:
-        check_run(run, run.config(folder, run_overrides), path, build=run.stage.name not in checked_models)
+        cfg = run.config(folder, run_overrides)
+        check_run(run, cfg, path, build=run.stage.name not in checked_models)
         checked_models.add(run.stage.name)
+        if resume and os.path.exists(os.path.join(cfg.train.output_dir, "summary.json")):
+            # Not known yet: the backbone an earlier stage will point to (itself checked here, or a
+            # committed file checked by its sha256) and a seed run's value chosen by the sweep
+            # (checked once chosen, in execute).
+            unknown = (["model.pretrained"] if run.stage.pretrained_from else []) + (
+                [study.sweep.key] if plan[run.stage.name]["sweep"] and not run.sweep else [])
+            check_finished_config(cfg, cfg.train.output_dir, unknown)
     reused = sum(1 for p in plan.values() if p["sweep"] and p["runs"])  # a sweep's chosen run is the first seed's
     print(f"study {study.name}: {len(planned) - reused} trainings planned (every config checked); "
           f"results in {study.output_dir}")
@@ -188,11 +197,25 @@ def shipped_run(checkpoint: str) -> Dict:
     return {"summary": saved["summary"], "records": saved.get("records", []), "predictions": None}
 
 
+def check_finished_config(cfg: Config, out: str, ignored: List[str]) -> None:
+    """--resume reuses a finished run only if it was made with this run's config. Its output
+    folder may differ (a study's folder can be moved, or identical runs copied in), and so may
+    the `ignored` dotted keys."""
+    path = os.path.join(out, "config.yaml")
+    if not os.path.exists(path):
+        raise ConfigError(f"{out}: a finished run without its config.yaml cannot be checked for --resume; "
+                          "run the study with --overwrite instead")
+    if not saved_config_matches(path, cfg, ["train.output_dir", *ignored]):
+        raise ConfigError(f"{path}: the finished run in {out} was made with another config than this study's; "
+                          "run the study with --overwrite, or into another study.output_dir")
+
+
 def execute(cfg: Config, resume: bool, overwrite: bool) -> Dict:
     """Train one run (or, with --resume, reuse it if it finished) and collect what the report needs."""
     out = cfg.train.output_dir
     summary_path = os.path.join(out, "summary.json")
     if resume and os.path.exists(summary_path):
+        check_finished_config(cfg, out, ["model.pretrained"])  # a moved study moves its backbone too
         print(f"== {out}: already finished")
         with open(summary_path, encoding="utf-8") as f:
             summary = json.load(f)

@@ -111,3 +111,16 @@ def test_a_refused_resume_releases_the_lock_and_keeps_the_checkpoint(tiny_config
         train(more, resume=True)
     assert LOCK not in os.listdir(cfg.train.output_dir)
     assert os.path.exists(os.path.join(cfg.train.output_dir, LAST))
+
+
+def test_a_run_saved_before_a_key_existed_resumes_with_that_key_at_its_default(tiny_config):
+    cfg = load_config(tiny_config(train={"epochs": 1}))
+    train(cfg)
+    saved = os.path.join(cfg.train.output_dir, "config.yaml")
+    text = open(saved, encoding="utf-8").read()
+    assert "  figures: false\n" in text
+    with open(saved, "w", encoding="utf-8") as f:  # as written before train.figures was added
+        f.write(text.replace("  figures: false\n", ""))
+    assert train(cfg, resume=True)["best_epoch"] == 1
+    with pytest.raises(ConfigError, match="another config"):
+        train(load_config(tiny_config(train={"epochs": 1, "figures": True})), resume=True)

@@ -154,6 +154,18 @@ def test_a_moved_study_resumes_from_its_new_folder(tmp_path):
     assert saved["model"]["pretrained"] == str(tmp_path / "moved" / "pre" / "best.pdparams")
 
 
+def test_resume_refuses_a_finished_run_made_with_another_config(tmp_path):
+    path = write_study(tmp_path, seeds=[0, 1], sweep={"key": "optimizer.lr", "values": [0.0001, 0.01]})
+    run_study(path)
+    study = yaml.safe_load(open(path))
+    study["study"]["stages"][2]["overrides"]["optimizer.weight_decay"] = 0.5
+    open(path, "w").write(yaml.safe_dump(study))
+    before = sorted(p.name for p in (tmp_path / "out").rglob("*"))
+    with pytest.raises(ConfigError, match=r"linear/seed1/config.yaml: the finished run .* another config"):
+        run_study(path, resume=True)
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == before  # refused before any work
+
+
 def test_a_study_checks_every_config_before_the_first_run(tmp_path):
     path = write_study(tmp_path)
     study = yaml.safe_load(open(path))

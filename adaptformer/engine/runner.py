@@ -12,7 +12,7 @@ from paddle.io import DataLoader, DistributedBatchSampler, Subset
 from .. import freeze
 from ..backbone import create_backbone, load_backbone_weights
 from ..checkpoint import load_checkpoint, read_state
-from ..config import Config, ConfigError, dump, save_config
+from ..config import Config, ConfigError, save_config, saved_config_matches
 from ..data import build_dataset, class_names, eval_split
 from ..data.folder import guard_bad_images
 from ..data.workers import worker_init_fn
@@ -93,12 +93,9 @@ def prepare_output_dir(cfg: Config, resume: bool, overwrite: bool = False) -> Di
 def _check_resumed_config(cfg: Config, out: str) -> None:
     saved = os.path.join(out, "config.yaml")
     if os.path.exists(saved):
-        with open(saved, encoding="utf-8") as f:
-            if f.read() != dump(cfg):
-                raise ConfigError(
-                    f"{saved}: the run being resumed used another config; resume with the same -c/-o "
-                    "or start a new train.output_dir"
-                )
+        if not saved_config_matches(saved, cfg):
+            raise ConfigError(f"{saved}: the run being resumed used another config; resume with the same -c/-o "
+                              "or start a new train.output_dir")
 
 
 def train(cfg: Config, resume: bool = False, overwrite: bool = False) -> Dict:
