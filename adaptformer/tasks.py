@@ -30,7 +30,7 @@ from .backbone import create_backbone
 from .config import ConfigError
 from .errors import CheckpointError, one_line
 from .methods import apply_method
-from .tuned import META, load_tuned, read_tuned_meta, tuned_config
+from .tuned import META, backbone_fingerprint, load_tuned, read_tuned_meta, tuned_config, tuned_state_names
 
 
 @dataclass
@@ -39,6 +39,8 @@ class _Shape:
     model: nn.Layer
     shared: List[str]  # state-dict names whose tensors are the backbone's
     bound: Optional[str] = None
+    # Of the frozen tensors, computed once: they are the backbone's, which the bank never changes.
+    fingerprint: Optional[str] = None
 
 
 @dataclass
@@ -105,7 +107,9 @@ class TaskBank:
         if shape.bound is not None:  # fresh tensors for this task in the shared model's tuned slots
             self._bind(shape, {n: _like(t) for n, t in self._tasks[shape.bound].tensors.items()})
             shape.bound = None
-        load_tuned(shape.model, tuned_dir, force=force, log=self._log)
+        if shape.fingerprint is None:
+            shape.fingerprint = backbone_fingerprint(shape.model, tuned_state_names(shape.model))
+        load_tuned(shape.model, tuned_dir, force=force, log=self._log, fingerprint=shape.fingerprint)
         shape.model.eval()
         task = _Task(shape, meta, {n: _slot_tensor(shape.model, n) for n in meta["tensors"]})
         self._shapes[key] = shape

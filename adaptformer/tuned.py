@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 import re
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import paddle
 import paddle.nn as nn
@@ -211,11 +211,14 @@ def _prepare(model: nn.Layer, cfg: Config, path: str) -> None:
             raise CheckpointError(f"{path}: method {cfg.method.name}: {one_line(e)}") from None
 
 
-def load_tuned(model: nn.Layer, tuned_dir: str, force: bool = False, log=print) -> Dict:
+def load_tuned(model: nn.Layer, tuned_dir: str, force: bool = False, log=print,
+               fingerprint: Optional[str] = None) -> Dict:
     """Tuned weights onto `model`: a backbone with its pretrained weights, with or without the
     method applied. Strict: the file holds exactly the tensors the model's method tunes, in their
     shapes, and the model's frozen tensors must have the fingerprint the weights were tuned on
-    (`force` loads onto another backbone with a warning). Returns the meta."""
+    (`force` loads onto another backbone with a warning). `fingerprint` is that of the model's
+    frozen tensors when the caller already has it (TaskBank: the same shared tensors for every
+    task of a shape). Returns the meta."""
     meta = read_tuned_meta(tuned_dir)
     meta_path, path = os.path.join(tuned_dir, META), os.path.join(tuned_dir, WEIGHTS)
     _refuse_merged(model, path)
@@ -234,7 +237,8 @@ def load_tuned(model: nn.Layer, tuned_dir: str, force: bool = False, log=print) 
         if listed[n] != held:
             raise CheckpointError(f"{meta_path}: tensors['{one_line(n)}'] is {listed[n][0]} {listed[n][1]}, "
                                   f"the model holds {held[0]} {held[1]}")
-    found, expected = backbone_fingerprint(model, tuned), meta["backbone_fingerprint"]
+    found = fingerprint or backbone_fingerprint(model, tuned)
+    expected = meta["backbone_fingerprint"]
     if found != expected:
         message = f"{tuned_dir}: tuned on backbone {expected}, but this model's frozen tensors are {found}"
         if not force:

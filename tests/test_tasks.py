@@ -191,3 +191,21 @@ def test_bank_predict_classifies_files_with_each_tasks_classes_and_model(tmp_pat
     probs = paddle.nn.functional.softmax(bank.model("adaptformer")(paddle.to_tensor(array[None]))).numpy()[0]
     assert names[int(probs.argmax())] == top_name
     assert abs(float(probs.max()) - top_score) < 1e-6
+
+
+def test_a_shape_fingerprints_the_shared_backbone_once_and_still_refuses_another(tmp_path, monkeypatch):
+    import adaptformer.tasks as tasks
+
+    calls = []
+    real = tasks.backbone_fingerprint
+    monkeypatch.setattr(tasks, "backbone_fingerprint", lambda *a: calls.append(1) or real(*a))
+    _, first = tuned_task(tmp_path / "a", "adaptformer")
+    _, second = tuned_task(tmp_path / "b", "adaptformer")
+    _, other = tuned_task(tmp_path / "c", "adaptformer", backbone_seed=5)
+    bank = TaskBank(plain_backbone(), log=lambda *a: None)
+    bank.add("first", first)
+    bank.add("second", second)
+    assert len(calls) == 1
+    with pytest.raises(CheckpointError, match="tuned on backbone sha256:"):
+        bank.add("other", other)
+    assert bank.names == ["first", "second"]
