@@ -70,10 +70,10 @@ def run_study(path: str, overrides: Optional[List[str]] = None, resume: bool = F
         cfg = run.config(folder, run_overrides)
         check_run(run, cfg, path, build=run.stage.name not in checked_models)
         checked_models.add(run.stage.name)
-        if resume and os.path.exists(os.path.join(cfg.train.output_dir, "summary.json")):
+        if resume and finished(cfg.train.output_dir):
             # Not known yet: the backbone an earlier stage will point to (itself checked here, or a
             # committed file checked by its sha256) and a seed run's value chosen by the sweep
-            # (checked once chosen, in execute).
+            # (checked once chosen, below).
             unknown = (["model.pretrained"] if run.stage.pretrained_from else []) + (
                 [study.sweep.key] if plan[run.stage.name]["sweep"] and not run.sweep else [])
             check_finished_config(cfg, cfg.train.output_dir, unknown)
@@ -113,7 +113,10 @@ def run_study(path: str, overrides: Optional[List[str]] = None, resume: bool = F
             if i == 0 and reuse is not None:
                 result.runs.append(reuse)
                 continue
-            result.runs.append(execute(run.config(folder, run_overrides, **more, **chosen), resume, overwrite))
+            cfg = run.config(folder, run_overrides, **more, **chosen)
+            if resume and chosen and finished(cfg.train.output_dir):
+                check_finished_config(cfg, cfg.train.output_dir, ["model.pretrained"])
+            result.runs.append(execute(cfg, resume, overwrite))
         backbones[stage.name] = os.path.join(result.runs[0]["folder"], BEST)
         results.append(result)
     if dist.is_main():
@@ -197,6 +200,10 @@ def shipped_run(checkpoint: str) -> Dict:
     return {"summary": saved["summary"], "records": saved.get("records", []), "predictions": None}
 
 
+def finished(out: str) -> bool:
+    return os.path.exists(os.path.join(out, "summary.json"))
+
+
 def check_finished_config(cfg: Config, out: str, ignored: List[str]) -> None:
     """--resume reuses a finished run only if it was made with this run's config. Its output
     folder may differ (a study's folder can be moved, or identical runs copied in), and so may
@@ -213,11 +220,9 @@ def check_finished_config(cfg: Config, out: str, ignored: List[str]) -> None:
 def execute(cfg: Config, resume: bool, overwrite: bool) -> Dict:
     """Train one run (or, with --resume, reuse it if it finished) and collect what the report needs."""
     out = cfg.train.output_dir
-    summary_path = os.path.join(out, "summary.json")
-    if resume and os.path.exists(summary_path):
-        check_finished_config(cfg, out, ["model.pretrained"])  # a moved study moves its backbone too
+    if resume and finished(out):  # its config was checked against this run's (check_finished_config)
         print(f"== {out}: already finished")
-        with open(summary_path, encoding="utf-8") as f:
+        with open(os.path.join(out, "summary.json"), encoding="utf-8") as f:
             summary = json.load(f)
     else:
         print(f"== {out}: {cfg.method.name} on {cfg.data.dataset}, seed {cfg.train.seed}")
