@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .data.cifar import _short
+from .data.cifar import short_reason
 from .data.images import MAX_PIXELS, ImageTooLarge, open_rgb
 from .data.transforms import build_transforms, eval_resize_size
 from .trained import TrainedModel, from_run, from_tuned
@@ -71,7 +71,7 @@ def describe_error(e: BaseException, source: Source = None) -> str:
         if isinstance(source, str) and os.path.isfile(source) and os.path.getsize(source) == 0:
             return "empty file (0 bytes)"
         return "not an image format PIL can read (or a corrupt header)"
-    return f"cannot read this image ({_short(e)})"
+    return f"cannot read this image ({short_reason(e)})"
 
 
 class Predictor:

@@ -3,7 +3,7 @@ learning curves (training and evaluation loss and top-1, by epoch) and a grid of
 with the predicted and the true class."""
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -46,12 +46,26 @@ def grid_captions(labels: Sequence[int], predicted: Sequence[int], names: Sequen
     return captions, colours
 
 
+def shown_items(dataset, predicted: Sequence[int], shown: int = GRID_IMAGES) -> List[Tuple]:
+    """(image, true label, predicted label) of the first `shown` readable items of `dataset`, in order.
+    `predicted` holds one entry per readable item: an image folder's unreadable files (label < 0,
+    left out under data.on_bad_image: skip) got no prediction, so they are passed over here too."""
+    items = []
+    for index in range(len(dataset)):
+        if len(items) >= min(shown, len(predicted)):
+            break
+        image, label = dataset[index]
+        if int(label) >= 0:
+            items.append((image, int(label), int(predicted[len(items)])))
+    return items
+
+
 def plot_test_grid(dataset, predicted: Sequence[int], names: Sequence[str], mean: Sequence[float],
                    std: Sequence[float], path: str, shown: int = GRID_IMAGES) -> None:
-    """The first `shown` images of `dataset` (items: (normalised CHW image, label)) captioned with
-    their predicted and true class."""
-    items = [dataset[i] for i in range(min(shown, len(dataset), len(predicted)))]
-    captions, colours = grid_captions([label for _, label in items], predicted, names)
+    """The first `shown` readable images of `dataset` (items: (normalised CHW image, label)) captioned
+    with their predicted and true class."""
+    items = shown_items(dataset, predicted, shown)
+    captions, colours = grid_captions([label for _, label, _ in items], [guess for _, _, guess in items], names)
     right = colours.count("green")
-    image_grid([displayable(image, mean, std) for image, _ in items], captions, colours, path,
+    image_grid([displayable(image, mean, std) for image, _, _ in items], captions, colours, path,
                title=f"first {len(items)} test images: {right} right")

@@ -53,7 +53,20 @@ AFTER_SWEEP = [
     ("af16_mult10_1e-3", AF, ["optimizer.lr=0.001", MULT10]),
     ("af16_mult10_3e-3", AF, ["optimizer.lr=0.003", MULT10]),
 ]
-GROUPS = {"before_sweep": TRIALS, "after_sweep": AFTER_SWEEP}
+# Against the same configs: twice the epochs (16), three seeds each for the two frozen methods at
+# their chosen learning rates, one for full fine-tuning; does the AdaptFormer-linear gap on the
+# validation split widen with more steps, beyond the seeds' spread?
+E16 = "train.epochs=16"
+SEEDS_16_EPOCHS = [
+    ("af16_e16_s0", AF, [E16, "train.seed=0"]),
+    ("lin_e16_s0", LIN, [E16, "train.seed=0"]),
+    ("af16_e16_s1", AF, [E16, "train.seed=1"]),
+    ("lin_e16_s1", LIN, [E16, "train.seed=1"]),
+    ("af16_e16_s2", AF, [E16, "train.seed=2"]),
+    ("full_e16_s0", FULL, [E16, "train.seed=0"]),
+    ("lin_e16_s2", LIN, [E16, "train.seed=2"]),
+]
+GROUPS = {"before_sweep": TRIALS, "after_sweep": AFTER_SWEEP, "seeds_16_epochs": SEEDS_16_EPOCHS}
 
 
 def run(trial, core, data, out):

@@ -1,7 +1,9 @@
 """tools/cifar_images.py: an archive's images as PNG files in class-name folders."""
+import io
 import os
 import subprocess
 import sys
+import tarfile
 
 import numpy as np
 from PIL import Image
@@ -42,3 +44,24 @@ def test_bad_arguments_are_one_line(tmp_path):
     archive = write_cifar_archive(str(tmp_path / "cifar-10-python.tar.gz"))
     result = run(archive, str(tmp_path / "out"), "--per-class", "0")
     assert result.returncode == 2 and "--per-class" in result.stderr
+
+
+def test_the_archive_kind_comes_from_its_members_not_its_file_name(tmp_path):
+    # A CIFAR-100 archive under a name without "100", and a CIFAR-10 one under a name with it.
+    hundred = write_cifar_archive(str(tmp_path / "mydata.tar.gz"), kind="cifar100")
+    ten = write_cifar_archive(str(tmp_path / "cifar-100-copy.tar.gz"), kind="cifar10")
+    for archive, kind, cls in ((hundred, "cifar100", "42"), (ten, "cifar10", "3")):
+        out = tmp_path / f"out_{kind}"
+        result = run(archive, str(out), "--classes", cls, "--per-class", "1")
+        assert result.returncode == 0, result.stderr
+        assert os.listdir(out) == [names(kind)[int(cls)]]
+    other = tmp_path / "other.tar.gz"
+    with tarfile.open(other, "w:gz") as tar:
+        data = b"hello"
+        info = tarfile.TarInfo("notes.txt")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    result = run(str(other), str(tmp_path / "out_other"))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "neither a CIFAR-10 nor a CIFAR-100" in result.stderr and "notes.txt" in result.stderr
+    assert not (tmp_path / "out_other").exists()

@@ -9,7 +9,7 @@ from PIL import Image
 from adaptformer.config import DataConfig, load_config
 from adaptformer.data.transforms import build_transforms
 from adaptformer.engine.runner import train
-from adaptformer.run_figures import CURVES, TEST_GRID, displayable, grid_captions
+from adaptformer.run_figures import CURVES, TEST_GRID, displayable, grid_captions, shown_items
 
 
 def test_displayable_undoes_the_eval_normalisation():
@@ -25,6 +25,15 @@ def test_captions_name_both_classes_and_colour_by_correctness():
     captions, colours = grid_captions([0, 1, 2], [0, 2, 2], ["cat", "dog", "frog"])
     assert captions == ["predicted: cat\ntrue: cat", "predicted: frog\ntrue: dog", "predicted: frog\ntrue: frog"]
     assert colours == ["green", "red", "green"]
+
+
+def test_the_grid_pairs_predictions_with_readable_images_only():
+    # Items 1 and 3 stand for unreadable folder images (label < 0): they got no prediction.
+    dataset = [("img0", np.int64(2)), ("bad1", np.int64(-2)), ("img2", np.int64(0)), ("bad3", np.int64(-4)),
+               ("img4", np.int64(1)), ("img5", np.int64(1))]
+    predicted = [2, 1, 1, 0]
+    assert shown_items(dataset, predicted) == [("img0", 2, 2), ("img2", 0, 1), ("img4", 1, 1), ("img5", 1, 0)]
+    assert shown_items(dataset, predicted, shown=2) == [("img0", 2, 2), ("img2", 0, 1)]
 
 
 @pytest.mark.parametrize("figures", [True, False])

@@ -24,10 +24,10 @@ def main() -> None:
 
     from adaptformer.config import DataConfig
     from adaptformer.data import class_names
-    from adaptformer.data.cifar import load_cifar
+    from adaptformer.data.cifar import archive_dataset, load_cifar
     from adaptformer.utils import atomic_write, require_writable_dir
 
-    dataset = "cifar100" if "100" in os.path.basename(args.archive) else "cifar10"
+    dataset = archive_dataset(args.archive)
     data = DataConfig(dataset=dataset, data_file=args.archive, classes=args.classes, download=False)
     names = class_names(data)
     images = load_cifar(data, "eval" if args.split == "test" else "train")

@@ -68,7 +68,8 @@ def _text(x: Any) -> str:
     return x.decode("latin1") if isinstance(x, bytes) else str(x)
 
 
-def _short(e: BaseException) -> str:
+def short_reason(e: BaseException) -> str:
+    """An exception as one short line: its type and the first line of its message."""
     msg = str(e).strip().rstrip(":").splitlines()
     reason = f"{type(e).__name__}: {msg[0]}" if msg else type(e).__name__
     return reason if len(reason) <= 200 else reason[:197] + "..."
@@ -125,7 +126,7 @@ def download(kind: CifarKind) -> str:
         check_reachable(kind.url)
         return paddle.dataset.common.download(kind.url, "cifar", kind.md5)
     except Exception as e:  # the downloader raises many kinds; every one means "not available"
-        raise DataError(f"{_offline_hint(kind)}; download failed: {_short(e)}") from None
+        raise DataError(f"{_offline_hint(kind)}; download failed: {short_reason(e)}") from None
 
 
 # --------------------------------------------------------------------------- reading the archive
@@ -190,7 +191,7 @@ def _read_archive(path: str, source: str, kind: CifarKind, wanted: Callable[[str
     except DataError:
         raise
     except Exception as e:  # tarfile, gzip and the byte budget fail in many ways; all mean a bad archive
-        raise DataError(f"{path} ({source}): cannot read it ({_short(e)}); {_expected(kind)}") from None
+        raise DataError(f"{path} ({source}): cannot read it ({short_reason(e)}); {_expected(kind)}") from None
 
 
 def _field(record: Dict, key: str) -> Any:
@@ -218,6 +219,16 @@ def inspect_archive(path: str, kind: CifarKind, source: str) -> List[str]:
         raise DataError(f"{where}: member {kind.meta} has no {kind.num_classes} '{kind.names_key}'; {_expected(kind)}")
     _inspected[key] = [_text(n) for n in names]
     return _inspected[key]
+
+
+def archive_dataset(path: str) -> str:
+    """Which CIFAR archive `path` is, "cifar10" or "cifar100", told by its members, not its file name."""
+    bases, _ = _read_archive(path, "archive", KINDS["cifar10"], lambda base: False)
+    for key, kind in KINDS.items():
+        if any(kind.is_train(b) for b in bases) and kind.test_member in bases:
+            return key
+    listed = ", ".join(sorted(set(bases))[:8]) or "nothing"
+    raise DataError(f"{path}: neither a CIFAR-10 nor a CIFAR-100 python archive (found {listed})")
 
 
 def _batch_arrays(batch: Any, kind: CifarKind) -> Tuple[np.ndarray, np.ndarray]:

@@ -34,7 +34,7 @@ from paddle.vision.datasets.folder import IMG_EXTENSIONS
 from PIL import Image
 
 from adaptformer.data import DataError
-from adaptformer.data.cifar import _short
+from adaptformer.data.cifar import short_reason
 from adaptformer.data.images import open_rgb
 
 EVAL_SPLITS = ("val", "test")
@@ -47,7 +47,7 @@ def load_rgb(path: str) -> Image.Image:
         return open_rgb(path)
     except Exception as e:
         fix = "replace or remove it under data.data_dir"
-        raise DataError(f"{path}: cannot read this image ({_short(e)}); {fix}") from None
+        raise DataError(f"{path}: cannot read this image ({short_reason(e)}); {fix}") from None
 
 
 def _root(data_cfg) -> str:
