@@ -1,12 +1,14 @@
 """The transfer-recipe trials behind configs/cpu/ (docs/cpu_study.md, "How the recipe was chosen"):
-single seed-0 transfer runs from the committed backbone, judged on the validation split only
-(the test split is never read by this script). Runs two trials at a time, one core each, then
-writes one CSV row per trial of the group.
+single transfer runs from the committed backbone (seed 0 unless a trial sets train.seed), judged
+on the validation split only (the test split is never read by this script). Runs two trials at a
+time, one core each, then writes one CSV row per trial of the group.
 
     python bench/recipe_search.py --data ../shared/data/cifar10-subset/cifar-10-python.tar.gz \
         --group before_sweep --csv docs/cpu_study/recipe_search.csv
     python bench/recipe_search.py --data ../shared/data/cifar10-subset/cifar-10-python.tar.gz \
         --group after_sweep --csv docs/cpu_study/recipe_search_after_sweep.csv
+    python bench/recipe_search.py --data ../shared/data/cifar10-subset/cifar-10-python.tar.gz \
+        --group seeds_16_epochs --csv docs/cpu_study/recipe_search_seeds_16_epochs.csv
 """
 import argparse
 import csv
