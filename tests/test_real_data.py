@@ -1,6 +1,7 @@
 """Real CIFAR-10 images (../shared/data, the project's development subset). Slow: run with
     python -m pytest -m slow
 """
+import json
 import os
 import sys
 
@@ -28,5 +29,10 @@ def test_frozen_transfer_on_real_images_beats_chance(tmp_path):
                   "-o", f"train.output_dir={tmp_path / 'frozen'}"])
     assert r.returncode == 0, r.stderr[-2000:]
     recs = records(str(tmp_path / "frozen"))
-    assert recs[-1]["eval_num_samples"] == 480  # classes 5-9 of the 932-image validation batch
-    assert max(x["eval_top1"] for x in recs) > 0.3  # 5 classes: chance is 0.2
+    # Epochs are judged on the hold-out (20 % of each class's training images: 368 of the 1,841 of
+    # classes 5-9); the archive's test batch (480 images of those classes) only at the end.
+    assert recs[-1]["eval_num_samples"] == 368
+    with open(tmp_path / "frozen" / "summary.json", encoding="utf-8") as f:
+        summary = json.load(f)
+    assert summary["test_images"] == 480
+    assert max(x["eval_top1"] for x in recs) > 0.3 and summary["test_top1"] > 0.3  # 5 classes: chance is 0.2
