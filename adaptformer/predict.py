@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .data.cifar import short_reason
+from .errors import short_reason
 from .data.images import MAX_PIXELS, ImageTooLarge, open_rgb
 from .data.transforms import build_transforms, eval_resize_size
 from .trained import TrainedModel, from_run, from_tuned

@@ -25,7 +25,7 @@ import paddle.vision.datasets.cifar as cifar_urls  # only its URLs and MD5 sums:
 from PIL import Image
 
 from adaptformer.data import DataError
-from adaptformer.errors import CheckpointError, one_line
+from adaptformer.errors import CheckpointError, one_line, short_reason
 from adaptformer.safe_pickle import ALLOWANCE, GROWTH, ByteBudget, CheckpointReadError, read_data_pickle, read_exactly
 
 
@@ -66,13 +66,6 @@ _inspected: Dict[Tuple[str, str, int, int], List[str]] = {}
 
 def _text(x: Any) -> str:
     return x.decode("latin1") if isinstance(x, bytes) else str(x)
-
-
-def short_reason(e: BaseException) -> str:
-    """An exception as one short line: its type and the first line of its message."""
-    msg = str(e).strip().rstrip(":").splitlines()
-    reason = f"{type(e).__name__}: {msg[0]}" if msg else type(e).__name__
-    return reason if len(reason) <= 200 else reason[:197] + "..."
 
 
 def _expected(kind: CifarKind) -> str:

@@ -34,7 +34,7 @@ from paddle.vision.datasets.folder import IMG_EXTENSIONS
 from PIL import Image
 
 from adaptformer.data import DataError
-from adaptformer.data.cifar import short_reason
+from adaptformer.errors import short_reason
 from adaptformer.data.images import open_rgb
 
 EVAL_SPLITS = ("val", "test")
