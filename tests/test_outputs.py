@@ -2,6 +2,7 @@
 tidy atomic writes, metrics.jsonl that survives a crash."""
 import json
 import os
+import shutil
 import socket
 import stat
 
@@ -111,6 +112,19 @@ def test_a_refused_resume_releases_the_lock_and_keeps_the_checkpoint(tiny_config
         train(more, resume=True)
     assert LOCK not in os.listdir(cfg.train.output_dir)
     assert os.path.exists(os.path.join(cfg.train.output_dir, LAST))
+
+
+def test_a_moved_run_folder_resumes_from_where_it_is_now(tiny_config, tmp_path):
+    cfg = load_config(tiny_config(train={"epochs": 1}))
+    train(cfg)
+    moved = str(tmp_path / "moved")
+    shutil.move(cfg.train.output_dir, moved)
+    again = load_config(tiny_config(train={"epochs": 1}), [f"train.output_dir={moved}"])
+    assert train(again, resume=True)["best_epoch"] == 1
+    assert load_config(os.path.join(moved, "config.yaml")).train.output_dir == moved
+    with pytest.raises(ConfigError, match="another config"):
+        train(load_config(tiny_config(train={"epochs": 1}), [f"train.output_dir={moved}", "optimizer.lr=0.5"]),
+              resume=True)
 
 
 def test_a_run_saved_before_a_key_existed_resumes_with_that_key_at_its_default(tiny_config):

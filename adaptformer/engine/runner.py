@@ -80,7 +80,8 @@ def prepare_output_dir(cfg: Config, resume: bool, overwrite: bool = False) -> Di
     stale = remove_stale_temp_files(out)
     if stale:
         print(f"removed {len(stale)} temporary file(s) a killed run left in {out}: {', '.join(stale)}")
-    if resume:
+    if resume:  # the folder may have been moved since: its config.yaml names where it is now
+        save_config(cfg, os.path.join(out, "config.yaml"))
         return {}
     before = snapshot(out, earlier)
     if before:
@@ -93,9 +94,9 @@ def prepare_output_dir(cfg: Config, resume: bool, overwrite: bool = False) -> Di
 def _check_resumed_config(cfg: Config, out: str) -> None:
     saved = os.path.join(out, "config.yaml")
     if os.path.exists(saved):
-        if not saved_config_matches(saved, cfg):
+        if not saved_config_matches(saved, cfg, ["train.output_dir"]):
             raise ConfigError(f"{saved}: the run being resumed used another config; resume with the same -c/-o "
-                              "or start a new train.output_dir")
+                              "(train.output_dir may differ) or start a new train.output_dir")
 
 
 def train(cfg: Config, resume: bool = False, overwrite: bool = False) -> Dict:
