@@ -80,8 +80,7 @@ def prepare_output_dir(cfg: Config, resume: bool, overwrite: bool = False) -> Di
     stale = remove_stale_temp_files(out)
     if stale:
         print(f"removed {len(stale)} temporary file(s) a killed run left in {out}: {', '.join(stale)}")
-    if resume:  # the folder may have been moved since: its config.yaml names where it is now
-        save_config(cfg, os.path.join(out, "config.yaml"))
+    if resume:
         return {}
     before = snapshot(out, earlier)
     if before:
@@ -125,6 +124,8 @@ def _train(cfg: Config, resume: bool, overwrite: bool = False) -> Dict:
     trainer = Trainer(cfg, model, train_loader, eval_loader, names)
     if resume:
         trainer.resume()
+        if dist.is_main():  # the folder may have been moved since: its config.yaml names where it is now
+            save_config(cfg, os.path.join(cfg.train.output_dir, "config.yaml"))
     memory.reset_peak()
     result = trainer.fit()
     test = final_test(cfg, model, result, len(names), log)
