@@ -17,8 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import yaml
 
 
-class ConfigError(ValueError):
-    """A config file or override is wrong; the message says where and why."""
+from .errors import ConfigError  # noqa: F401  (raised here; defined with the other errors)
 
 
 # --------------------------------------------------------------------------- schema

@@ -51,15 +51,48 @@ def preprocess_settings(data_cfg) -> Dict:
             "dtype": "float32"}
 
 
+STAGING_SUFFIX = ".export"
+
+
+def export_outputs(prefix: str, onnx: bool = False) -> Dict[str, str]:
+    """{label: path} of every file an export to `prefix` may write; OutputError for a prefix that
+    names a folder (a trailing "/", or an existing folder) rather than the start of file names."""
+    if not prefix or prefix.endswith(("/", os.sep)) or os.path.isdir(prefix) or not os.path.basename(prefix):
+        raise OutputError(f"-o {prefix}: is a folder; -o takes a path prefix such as {os.path.join(prefix or '.', 'model')} "
+                          "(writes model.json, model.pdiparams, ...)")
+    suffixes = [*PROGRAM_SUFFIXES, PARAMS_SUFFIX, META_SUFFIX] + ([".onnx"] if onnx else [])
+    return {f"-o {prefix} ({s})": prefix + s for s in suffixes}
+
+
+def _remove_abandoned_staging(folder: str, base: str) -> None:
+    """Staging folders of exports to the same prefix whose process is gone (killed with -9)."""
+    for name in os.listdir(folder):
+        parts = name.rsplit(".", 3)  # ".<base>.<pid>.<random>.export" -> ["." + base, pid, random, "export"]
+        if len(parts) == 4 and parts[0] == "." + base and parts[3] == STAGING_SUFFIX[1:] and parts[1].isdigit():
+            pid = int(parts[1])
+            try:
+                os.kill(pid, 0)
+                continue  # still running
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue
+            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+
+
 def save_inference(model, prefix: str, input_shape: List[Optional[int]]) -> Tuple[str, str]:
     """paddle.jit.save of `model` (eval mode) with input `x` of `input_shape` (None: any size), the
-    files moved onto PREFIX.* only once all are written; returns (program, params) paths."""
+    files moved onto PREFIX.* only once all are written; returns (program, params) paths. A
+    staging folder a killed export left for this prefix is removed first."""
     import paddle
 
+    export_outputs(prefix)
     folder = os.path.dirname(os.path.abspath(prefix))
+    base = os.path.basename(prefix)
     try:
         os.makedirs(folder, exist_ok=True)
-        staging = tempfile.mkdtemp(prefix="." + os.path.basename(prefix) + ".", suffix=".export", dir=folder)
+        _remove_abandoned_staging(folder, base)
+        staging = tempfile.mkdtemp(prefix=f".{base}.{os.getpid()}.", suffix=STAGING_SUFFIX, dir=folder)
     except OSError as e:
         raise OutputError(describe_os_error(folder, e)) from None
     try:

@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 from .config import Config, ConfigError, DataConfig, load_config
 from .data import DataError, class_names
+from .files.outputs import TUNED_FILES
 
 
 @dataclass
@@ -21,6 +22,7 @@ class TrainedModel:
     source: str  # what the weights came from, for messages and the files written
     model_config: Dict[str, Any] = field(default_factory=dict)  # name, kwargs, num_classes
     method: Dict[str, Any] = field(default_factory=dict)
+    inputs: List[str] = field(default_factory=list)  # the files it was built from: no output may replace them
 
 
 def _quiet(*args, **kwargs) -> None:
@@ -73,7 +75,9 @@ def from_run(config: Union[str, Config], checkpoint: Optional[str] = None, overr
     load_run_weights(model, checkpoint)
     model.eval()
     model_config = {"name": cfg.model.name, "kwargs": dict(cfg.model.kwargs), "num_classes": cfg.model.num_classes}
-    return TrainedModel(model, names, cfg.data, checkpoint, model_config, dataclasses.asdict(cfg.method))
+    inputs = [checkpoint, os.path.join(os.path.dirname(checkpoint), "summary.json")]
+    inputs += [config] if isinstance(config, str) else []
+    return TrainedModel(model, names, cfg.data, checkpoint, model_config, dataclasses.asdict(cfg.method), inputs)
 
 
 def from_tuned(tuned_dir: str, backbone_weights: Optional[str] = None, force: bool = False,
@@ -86,4 +90,6 @@ def from_tuned(tuned_dir: str, backbone_weights: Optional[str] = None, force: bo
     model.eval()
     cfg = tuned_config(meta, os.path.join(tuned_dir, META))  # read_tuned_meta has validated every section
     model_config = {"name": cfg.model.name, "kwargs": dict(cfg.model.kwargs), "num_classes": cfg.model.num_classes}
-    return TrainedModel(model, list(meta["class_names"]), cfg.data, tuned_dir, model_config, dict(meta["method"]))
+    inputs = [os.path.join(tuned_dir, n) for n in TUNED_FILES] + [backbone_weights or cfg.model.pretrained]
+    return TrainedModel(model, list(meta["class_names"]), cfg.data, tuned_dir, model_config, dict(meta["method"]),
+                        inputs)

@@ -8,8 +8,7 @@ import tempfile
 from typing import Callable, List
 
 
-class OutputError(OSError):
-    """An output file or folder cannot be written; the message names it and why."""
+from .errors import OutputError  # noqa: F401
 
 
 # Temporary files of atomic_write: ".<name>.<mkstemp's random part>.tmp" beside the target.

@@ -98,6 +98,13 @@ def empty_yaml(tmp: Path) -> None:
 def earlier_run(tmp: Path) -> None:
     (tmp / "out").mkdir()
     (tmp / "out" / "best.pdparams").write_bytes(b"an earlier run's weights")
+    (tmp / "out" / ".adaptformer-run.json").write_text('{"files": {"best.pdparams": "file"}}')
+
+
+def files_no_run_wrote(tmp: Path) -> None:
+    (tmp / "out" / "code").mkdir(parents=True)
+    (tmp / "out" / "notes.txt").write_text("my notes")
+    (tmp / "out" / "code" / "main.py").write_text("print('mine')")
 
 
 def lock_held_by_a_live_process(tmp: Path) -> None:
@@ -127,6 +134,37 @@ def _save_run_state(path: Path, overrides: List[str], resume_format: bool) -> No
                  "best": {"top1": 0.5, "epoch": 1}}
     path.parent.mkdir(parents=True, exist_ok=True)
     save_state(state, str(path))
+
+
+def a_run_folder(tmp: Path) -> None:
+    """tmp/out as a finished run leaves it (config.yaml, best.pdparams, summary.json, tuned/ and
+    its manifest), a backbone file for the tuned folder, and an image to classify in tmp/imgs."""
+    import json
+
+    import adaptformer  # noqa: F401  (CPU environment before paddle loads)
+    from PIL import Image
+
+    from adaptformer.backbone import create_backbone
+    from adaptformer.checkpoint import save_state
+    from adaptformer.config import load_config, save_config
+    from adaptformer.engine import build_model
+    from adaptformer.files.run_folder import RUN_FILES, record_written
+    from adaptformer.tuned import save_tuned
+
+    out = tmp / "out"
+    out.mkdir(parents=True)
+    plain = load_config(BASE)
+    save_state(create_backbone(plain.model, plain.data.img_size).state_dict(), str(tmp / "backbone.pdparams"))
+    cfg = load_config(BASE, [f"train.output_dir={out}", f"model.pretrained={tmp / 'backbone.pdparams'}"])
+    model = build_model(cfg, log=lambda *a: None)
+    names = ["a", "b", "c", "d"]
+    record_written(str(out), *RUN_FILES)
+    save_config(cfg, str(out / "config.yaml"))
+    save_state(model.state_dict(), str(out / "best.pdparams"))
+    (out / "summary.json").write_text(json.dumps({"class_names": names}))
+    save_tuned(model, str(out / "tuned"), cfg, names)
+    (tmp / "imgs").mkdir()
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(tmp / "imgs" / "red.png")
 
 
 def a_regular_file(tmp: Path) -> None:
@@ -215,6 +253,10 @@ CASES = [
          setup=a_regular_file),
     Case("output directory holds an earlier run (no --resume/--overwrite)", [], "already holds a run",
          setup=earlier_run),
+    Case("--overwrite into a folder holding files no run wrote", ["--overwrite"],
+         "holds files no run of this package wrote (code, notes.txt", setup=files_no_run_wrote),
+    Case("--resume and --overwrite together", ["--resume", "--overwrite"],
+         "--resume and --overwrite cannot be combined", setup=earlier_run),
     Case("a second training into a folder in use", [], "is in use by process", setup=lock_held_by_a_live_process),
     Case("--resume with nothing to resume", ["--resume"], "nothing to resume"),
     Case("--resume from a weights-only file (best.pdparams renamed)", ["--resume"], "not a resume checkpoint",
@@ -226,6 +268,19 @@ CASES = [
          "file: cannot write here (a file is in the way", tool="eval.py", setup=a_checkpoint_and_a_regular_file),
     Case("convert_weights.py writing into an unwritable folder", ["{tmp}/file", "{tmp}/file/x.pdparams"],
          "file: cannot write here (a file is in the way", tool="convert_weights.py", setup=a_regular_file),
+    # A tool's outputs may replace neither its inputs nor a run's files.
+    Case("predict.py --json onto the checkpoint it reads",
+         ["--checkpoint", "{out}/best.pdparams", "{tmp}/imgs", "--json", "{out}/best.pdparams"],
+         "best.pdparams: is the input", tool="predict.py", setup=a_run_folder),
+    Case("export.py -o onto the run's summary.json", ["--checkpoint", "{out}/best.pdparams", "-o", "{out}/summary"],
+         "would replace summary.json of the run", tool="export.py", setup=a_run_folder),
+    Case("export.py --tuned D -o D/tuned", ["--tuned", "{out}/tuned", "-o", "{out}/tuned/tuned"],
+         "would replace tuned.json of the tuned folder", tool="export.py", setup=a_run_folder),
+    Case("export.py -o a folder (prefix ending in /)", ["--checkpoint", "{out}/best.pdparams", "-o", "{out}/exported/"],
+         "is a folder; -o takes a path prefix", tool="export.py", setup=a_run_folder),
+    Case("eval.py --json onto the run's metrics.jsonl",
+         ["--checkpoint", "{out}/best.pdparams", "--json", "{out}/metrics.jsonl"],
+         "would replace metrics.jsonl of the run", tool="eval.py", setup=a_run_folder),
     # While training: one line, the last good checkpoint kept.
     Case("NaN loss (optimizer.lr=1e30)", ["-o", "optimizer.lr=1e30", "-o", "train.epochs=1",
                                           "-o", "scheduler.warmup_epochs=0"],

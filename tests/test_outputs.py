@@ -11,7 +11,7 @@ import pytest
 from adaptformer.config import ConfigError, load_config
 from adaptformer.engine import train
 from adaptformer.engine.logger import RunLogger, read_records
-from adaptformer.engine.outdir import LOCK, acquire_lock, release_lock
+from adaptformer.files.run_folder import LOCK, acquire_lock, record_written, release_lock
 from adaptformer.engine.trainer import BEST, LAST
 from adaptformer.utils import OutputError, atomic_write, atomic_write_text, remove_stale_temp_files
 
@@ -60,8 +60,11 @@ def test_overwrite_replaces_files_only_as_the_new_run_writes_them(tiny_config, m
     cfg = load_config(path)
     out = cfg.train.output_dir
     train(cfg)
-    with open(os.path.join(out, "best_eval.json"), "w") as f:
-        f.write("{}")  # written by tools/eval.py: the new run never writes it
+    record_written(out, "best_test_eval.json")  # as tools/eval.py does: the new run never writes it
+    with open(os.path.join(out, "best_test_eval.json"), "w") as f:
+        f.write("{}")
+    with open(os.path.join(out, "notes.txt"), "w") as f:
+        f.write("the user's own file")
     with pytest.raises(ConfigError, match="already holds a run"):
         train(cfg)
     old_best = os.stat(os.path.join(out, BEST)).st_ino
@@ -78,9 +81,10 @@ def test_overwrite_replaces_files_only_as_the_new_run_writes_them(tiny_config, m
     monkeypatch.setattr(Trainer, "train_one_epoch", look_then_train)
     train(cfg, overwrite=True)
     assert seen_at_first_epoch["best_inode"] == old_best  # still the earlier run's, until replaced
-    assert "best_eval.json" in seen_at_first_epoch["files"]
+    assert "best_test_eval.json" in seen_at_first_epoch["files"]
     assert os.stat(os.path.join(out, BEST)).st_ino != old_best
-    assert "best_eval.json" not in os.listdir(out) and LOCK not in os.listdir(out)  # removed once finished
+    assert "best_test_eval.json" not in os.listdir(out) and LOCK not in os.listdir(out)  # removed once finished
+    assert (open(os.path.join(out, "notes.txt")).read() == "the user's own file")  # no run wrote it: kept
     assert len(os.listdir(os.path.join(out, "vdl"))) == 1  # the earlier VisualDL log went too
     assert [r["epoch"] for r in read_records(os.path.join(out, "metrics.jsonl"))] == [1]
 

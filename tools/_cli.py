@@ -31,19 +31,19 @@ _import_paddle_quietly()
 
 
 def run(main) -> None:
-    """Run main(); the package's own errors, unwritable outputs and a diverged loss
-    (FloatingPointError) print as one line and exit 2."""
-    from adaptformer.checkpoint import CheckpointError
-    from adaptformer.config import ConfigError
-    from adaptformer.data import DataError
-    from adaptformer.errors import ExportError
-    from adaptformer.utils import OutputError
+    """Run main(); the package's own errors (adaptformer.errors.UserError: bad configs, files,
+    outputs) and a diverged loss (FloatingPointError) print as one line and exit 2; Ctrl-C
+    prints one line and exits 130."""
+    from adaptformer.errors import UserError
 
     try:
         main()
-    except (ConfigError, DataError, CheckpointError, ExportError, OutputError, FloatingPointError) as e:
+    except (UserError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 def add_model_arguments(parser, override=("-o", "--override")) -> None:

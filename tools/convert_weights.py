@@ -29,11 +29,14 @@ def main() -> None:
 
     from adaptformer.checkpoint import CheckpointError, save_state
     from adaptformer.models import create_model
+    from adaptformer.files import check_outputs
     from adaptformer.utils import require_writable_dir
     from adaptformer.weights import load_pretrained, read_checkpoint, to_model_names
 
     if not args.dst.endswith(".pdparams"):
         raise CheckpointError(f"{args.dst}: the output must be a .pdparams file")
+    side = os.path.join(os.path.dirname(args.src), "config.json")  # read beside a .safetensors
+    check_outputs({"DST": args.dst}, [args.src, side])
     require_writable_dir(os.path.dirname(os.path.abspath(args.dst)))
     if args.model:
         kwargs = {"img_size": args.img_size} if args.img_size else {}

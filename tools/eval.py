@@ -25,11 +25,17 @@ def main() -> None:
     from adaptformer.config import load_config
     from adaptformer.engine import evaluate
     from adaptformer.engine.runs import resolve_run
+    from adaptformer.files import check_outputs
+    from adaptformer.files.run_folder import holds_run, record_written
     from adaptformer.utils import atomic_write_text, require_writable_dir
 
     config, checkpoint = resolve_run(args.config, args.checkpoint, args.override, verb="evaluating")
     out = args.json or os.path.splitext(checkpoint)[0] + f"_{args.split}_eval.json"
-    require_writable_dir(os.path.dirname(os.path.abspath(out)))  # fail before the evaluation, not after
+    folder, name = os.path.split(os.path.abspath(out))
+    ours = args.json is None and holds_run(folder)  # the default name beside a run's checkpoint is the run's
+    if not ours:
+        check_outputs({"--json": out}, [config, checkpoint])
+    require_writable_dir(folder)  # fail before the evaluation, not after
     result = evaluate(load_config(config, args.override), checkpoint, split=args.split)
 
     print(f"checkpoint {checkpoint} (config {config})")
@@ -38,6 +44,8 @@ def main() -> None:
     width = max(len(n) for n in result["class_names"])
     for name, acc in result["per_class_accuracy"].items():
         print(f"  {name:<{width}}  {acc:.4f}")
+    if ours:
+        record_written(folder, name)
     atomic_write_text(out, json.dumps(result, indent=2))
     print(f"wrote {out}")
 

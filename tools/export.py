@@ -31,12 +31,16 @@ def main() -> None:
         parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
 
     from adaptformer.errors import ExportError
-    from adaptformer.export import ONNX_INSTALL, convert_onnx, export, onnx_available
+    from adaptformer.export import ONNX_INSTALL, convert_onnx, export, export_outputs, onnx_available
+    from adaptformer.files import check_outputs
 
     if args.onnx and not onnx_available():  # before any work
         raise ExportError(f"--onnx needs the optional packages: {ONNX_INSTALL}")
+    outputs = export_outputs(args.output, onnx=args.onnx)  # a prefix that is a folder is refused here
+    check_outputs(outputs, [args.config, args.checkpoint, args.backbone])
     log = lambda message: print(message, file=sys.stderr)  # noqa: E731
     trained = _cli.load_trained(parser, args, verb="exporting", log=log)
+    check_outputs(outputs, trained.inputs)
     meta = export(trained, args.output, batch_size=args.batch_size)
     folder = os.path.dirname(args.output)
     print(f"wrote {os.path.join(folder, meta['program'])}, {os.path.join(folder, meta['params'])} and "

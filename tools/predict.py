@@ -61,16 +61,21 @@ def main() -> None:
     args = parser.parse_args()
 
     from adaptformer.predict import IMAGE_EXTENSIONS, Predictor, expand_inputs, true_label
+    from adaptformer.files import check_outputs
     from adaptformer.utils import atomic_write_text, require_writable_dir
 
+    outputs = {"--json": args.json, "--plot": args.plot}
+    check_outputs(outputs, [args.config, args.checkpoint, args.backbone, *args.inputs])
     for out in (args.json, args.plot):
         if out:
             require_writable_dir(os.path.dirname(os.path.abspath(out)))  # fail before the work, not after
+    paths, empty = expand_inputs(args.inputs)
+    check_outputs(outputs, paths)
     log = lambda message: print(message, file=sys.stderr)  # noqa: E731  (stdout: one line per image)
     trained = _cli.load_trained(parser, args, verb="predicting with", log=log)
+    check_outputs(outputs, trained.inputs)
     predictor = Predictor.from_trained(trained, batch_size=args.batch_size)
 
-    paths, empty = expand_inputs(args.inputs)
     for folder in empty:
         print(f"{folder}: error: no image files in this folder (looked for {', '.join(IMAGE_EXTENSIONS)})")
     progress = Progress(len(paths), enabled=any(os.path.isdir(i) for i in args.inputs))

@@ -18,8 +18,7 @@ import numpy as np
 from paddle.io import Subset as _PaddleSubset
 
 
-class DataError(ValueError):
-    """The data cannot be loaded as configured; the message names the file and the config key."""
+from adaptformer.errors import DataError  # noqa: E402,F401
 
 
 from adaptformer.data.cifar import KINDS, cifar_class_names, load_cifar  # noqa: E402

@@ -18,10 +18,10 @@ from ..data.folder import guard_bad_images
 from ..data.workers import worker_init_fn
 from ..methods import apply_method
 from ..tuned import save_tuned, tuned_size
-from ..utils import atomic_write_text
+from ..utils import atomic_write_text, short_list
 from . import dist, memory
-from .outdir import (acquire_lock, earlier_run_files, refuse_earlier_run, release_lock, remove_leftovers,
-                     remove_stale_temp_files, snapshot)
+from ..files.run_folder import (LOCK, MANIFEST, RUN_FILES, acquire_lock, read_lock, check_folder, folder_entries, foreign_entries, record_written, release_lock,
+                     remove_leftovers, remove_stale_temp_files, snapshot)
 from .logger import read_records
 from .trainer import BEST, LAST, Trainer, evaluate_model, seed_everything
 
@@ -66,27 +66,28 @@ def build_eval_loader(cfg: Config, split: str):
 
 
 def prepare_output_dir(cfg: Config, resume: bool, overwrite: bool = False) -> Dict[str, tuple]:
-    """Lock train.output_dir and check what it holds; returns what an earlier run left there
-    when --overwrite replaces it (removed once this run has finished), else {}."""
+    """Lock train.output_dir, check what it holds and claim it (the manifest); returns what an
+    earlier run left there when --overwrite replaces it (removed once this run has finished), else {}."""
     out = cfg.train.output_dir
     if not dist.is_main():
         return {}
     acquire_lock(out)
-    earlier = earlier_run_files(out)
+    check_folder(out, resume, overwrite)  # again: the folder may have changed since the first check
     if resume:
         _check_resumed_config(cfg, out)
-    elif earlier and not overwrite:
-        refuse_earlier_run(out, earlier)
     stale = remove_stale_temp_files(out)
     if stale:
         print(f"removed {len(stale)} temporary file(s) a killed run left in {out}: {', '.join(stale)}")
-    if resume:
-        return {}
-    before = snapshot(out, earlier)
+    before = {} if resume else snapshot(out)
     if before:
         print(f"--overwrite: the earlier run's files in {out} are replaced as this run writes its own; "
               "the others are removed when it finishes")
-    save_config(cfg, os.path.join(out, "config.yaml"))
+    kept = foreign_entries(out)
+    if kept and not resume:
+        print(f"--overwrite: keeping {short_list(kept, 6)} in {out}: no run wrote them")
+    if not resume:  # a resumed run claims the folder once its checkpoint has been read (_train)
+        record_written(out, *RUN_FILES)
+        save_config(cfg, os.path.join(out, "config.yaml"))
     return before
 
 
@@ -102,12 +103,43 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False) -> Dict:
     # Optimizer state is keyed by Paddle's generated tensor names (linear_3.w_0_velocity_0).
     # A fresh name scope makes every run generate the same names, so a resumed run
     # finds its momentum buffers whatever was built before it in this process.
+    out = cfg.train.output_dir
+    if dist.is_main():
+        check_folder(out, resume, overwrite)  # before any work
+    fresh = not folder_entries(out) and not os.path.lexists(os.path.join(out, MANIFEST))
     with paddle.utils.unique_name.guard():
         try:
             return _train(cfg, resume, overwrite)
+        except BaseException:
+            if dist.is_main() and fresh:
+                _abandon(out)
+            raise
         finally:
             if dist.is_main():
-                release_lock(cfg.train.output_dir)
+                release_lock(out)
+
+
+def _abandon(out: str) -> None:
+    """A run into a new folder that failed before its first checkpoint leaves nothing behind: the
+    folder would otherwise "hold a run" that holds nothing worth resuming."""
+    import shutil
+
+    if not os.path.isdir(out) or os.path.exists(os.path.join(out, LAST)) or os.path.exists(os.path.join(out, BEST)):
+        return
+    if read_lock(out)[0] != os.getpid():
+        return  # the folder was never ours
+    for name, kind in RUN_FILES.items():
+        path = os.path.join(out, name)
+        if os.path.islink(path) or os.path.isfile(path):
+            os.remove(path)
+        elif os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+    remove_stale_temp_files(out)
+    for name in (MANIFEST, LOCK):
+        if os.path.lexists(os.path.join(out, name)):
+            os.remove(os.path.join(out, name))
+    if not os.listdir(out):
+        os.rmdir(out)
 
 
 def _train(cfg: Config, resume: bool, overwrite: bool = False) -> Dict:
@@ -125,6 +157,7 @@ def _train(cfg: Config, resume: bool, overwrite: bool = False) -> Dict:
     if resume:
         trainer.resume()
         if dist.is_main():  # the folder may have been moved since: its config.yaml names where it is now
+            record_written(cfg.train.output_dir, *RUN_FILES)
             save_config(cfg, os.path.join(cfg.train.output_dir, "config.yaml"))
     memory.reset_peak()
     result = trainer.fit()
