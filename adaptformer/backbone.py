@@ -11,13 +11,17 @@ import numpy as np
 
 from .config import ConfigError, ModelConfig
 from .models import create_model
+from .models.budget import check_model_size
 from .weights import load_pretrained
 
 MISSING_HINT = "train the pretraining config first, or pass -o model.pretrained=PATH"
 
 
-def create_backbone(m: ModelConfig, img_size: int):
-    """The model `m` names, with random weights; `img_size` is the size of the images it will see."""
+def create_backbone(m: ModelConfig, img_size: int, batch_size=None):
+    """The model `m` names, with random weights; `img_size` is the size of the images it will see.
+    Its size is estimated first (with `batch_size`, the training step's too): what cannot fit the
+    machine is refused before anything is built."""
+    check_model_size(dict(m.kwargs), img_size, m.num_classes, batch_size)
     try:
         model = create_model(m.name, num_classes=m.num_classes, **m.kwargs)
     except (TypeError, ValueError) as e:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
@@ -556,6 +557,10 @@ def _check_model_name(cfg: Config, fail) -> None:
         fail("model.name", f"is not a known model: {cfg.model.name!r} (known: {', '.join(known)})")
 
 
+MAX_SEED = 2**32 - 1
+MIN_EVAL_CROP = 0.25  # timm's crop_pct values run from 0.875 to 1; 0.25 resizes to 4x the input
+
+
 def _check_ranges(cfg: Config, fail) -> None:
     """Values of the right type that would fail (or silently misbehave) only once training runs."""
     at_least = {
@@ -583,6 +588,29 @@ def _check_ranges(cfg: Config, fail) -> None:
         fail("optimizer.betas", f"must be [beta1, beta2], each in [0, 1), got {betas}")
     if cfg.optimizer.grad_clip_norm is not None and cfg.optimizer.grad_clip_norm <= 0:
         fail("optimizer.grad_clip_norm", f"must be > 0 (or null for no clipping), got {cfg.optimizer.grad_clip_norm}")
+    # Sizes: each bounded, so a typo cannot ask for gigabytes (model sizes: models/budget.py).
+    at_most = {
+        "train.seed": (cfg.train.seed, 0, MAX_SEED),  # NumPy's seeds are 32-bit
+        "data.val_seed": (cfg.data.val_seed, 0, MAX_SEED),
+        "data.img_size": (cfg.data.img_size, 1, 4096),
+        "data.synthetic_train_size": (cfg.data.synthetic_train_size, 1, 1_000_000),
+        "data.synthetic_eval_size": (cfg.data.synthetic_eval_size, 1, 1_000_000),
+        "data.batch_size": (cfg.data.batch_size, 1, 65_536),
+        "data.num_workers": (cfg.data.num_workers, 0, 256),
+        "train.epochs": (cfg.train.epochs, 1, 100_000),
+    }
+    for key, (value, low, high) in at_most.items():
+        if not low <= value <= high:
+            fail(key, f"must be between {low} and {high}, got {value}")
+    if cfg.data.eval_resize_crop is not None and cfg.data.eval_resize_crop < MIN_EVAL_CROP:
+        fail("data.eval_resize_crop", f"must be at least {MIN_EVAL_CROP} (the image is resized to img_size / crop "
+             f"before the centre crop), got {cfg.data.eval_resize_crop}")
+    for key, patterns in (("method.trainable", cfg.method.trainable), ("optimizer.lr_mult", list(cfg.optimizer.lr_mult))):
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except (re.error, RecursionError, OverflowError) as e:
+                fail(key, f"holds {pattern!r}, not a valid regular expression ({e})")
 
 
 # --------------------------------------------------------------------------- public API

@@ -35,6 +35,10 @@ class InputFileError(UserError, OSError):
     unreadable image."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the message says where and which checkpoint is kept."""
+
+
 def one_line(text) -> str:
     """`text` (a name taken from a file) with line breaks and other whitespace runs as single spaces."""
     return " ".join(str(text).split())

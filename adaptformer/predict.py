@@ -20,8 +20,8 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import short_reason
-from .data.images import MAX_PIXELS, ImageTooLarge, open_rgb
+from .errors import InputFileError, short_reason
+from .data.images import MAX_PIXELS, ImageTooLarge, open_rgb, walk_images
 from .data.transforms import build_transforms, eval_resize_size
 from .trained import TrainedModel, from_run, from_tuned
 
@@ -59,6 +59,8 @@ def resize_target(data_cfg) -> int:
 
 def describe_error(e: BaseException, source: Source = None) -> str:
     """One line for an image that could not be classified."""
+    if isinstance(e, InputFileError):
+        return e.reason
     if isinstance(e, FileNotFoundError):
         return "no such file"
     if isinstance(e, IsADirectoryError):
@@ -161,10 +163,6 @@ class Predictor:
         return out
 
 
-def _is_image_name(name: str) -> bool:
-    return name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
-
-
 def expand_inputs(inputs: Sequence[str]) -> Tuple[List[str], List[str]]:
     """(image paths, folders holding none): each folder walked for image files (sorted; hidden
     files and folders skipped), every other argument kept as given, whatever its extension."""
@@ -173,10 +171,7 @@ def expand_inputs(inputs: Sequence[str]) -> Tuple[List[str], List[str]]:
         if not os.path.isdir(item):
             paths.append(item)
             continue
-        found = []
-        for root, dirs, files in os.walk(item):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            found.extend(os.path.join(root, f) for f in sorted(files) if _is_image_name(f))
+        found = walk_images(item, IMAGE_EXTENSIONS)
         paths.extend(found)
         if not found:
             empty.append(item)

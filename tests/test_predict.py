@@ -146,7 +146,7 @@ def test_unreadable_files_give_one_line_each_and_the_others_are_classified(tmp_p
     assert errors["empty.jpg"] == "empty file (0 bytes)"
     assert errors["bomb.png"].startswith("image too large:")
     assert errors["missing.jpg"] == "no such file"
-    assert errors[os.path.basename(str(tmp_path))] == "is a folder, not an image"
+    assert errors[os.path.basename(str(tmp_path))] == "is a folder, not a file"
     assert all("\n" not in e for e in errors.values())
     assert all(len(r.top) == 2 for r in results if r.ok)
 

@@ -31,7 +31,7 @@ def main() -> None:
 
     config, checkpoint = resolve_run(args.config, args.checkpoint, args.override, verb="evaluating")
     out = args.json or os.path.splitext(checkpoint)[0] + f"_{args.split}_eval.json"
-    folder, name = os.path.split(os.path.abspath(out))
+    folder, out_name = os.path.split(os.path.abspath(out))
     ours = args.json is None and holds_run(folder)  # the default name beside a run's checkpoint is the run's
     if not ours:
         check_outputs({"--json": out}, [config, checkpoint])
@@ -45,7 +45,7 @@ def main() -> None:
     for name, acc in result["per_class_accuracy"].items():
         print(f"  {name:<{width}}  {acc:.4f}")
     if ours:
-        record_written(folder, name)
+        record_written(folder, out_name)
     atomic_write_text(out, json.dumps(result, indent=2))
     print(f"wrote {out}")
 

@@ -35,7 +35,7 @@ from PIL import Image
 
 from adaptformer.data import DataError
 from adaptformer.errors import short_reason
-from adaptformer.data.images import open_rgb
+from adaptformer.data.images import is_hidden, open_rgb, walk_images
 
 EVAL_SPLITS = ("val", "test")
 
@@ -88,7 +88,7 @@ def split_dir(data_cfg, split: str) -> str:
 
 
 def _class_folders(path: str) -> List[str]:
-    return sorted(e.name for e in os.scandir(path) if e.is_dir() and not e.name.startswith("."))
+    return sorted(e.name for e in os.scandir(path) if e.is_dir() and not is_hidden(e.name))
 
 
 def folder_class_names(data_cfg) -> List[str]:
@@ -107,10 +107,20 @@ class ClassFolder(DatasetFolder):
 
     An unreadable image never raises here: an exception inside a DataLoader hangs it
     (num_workers 0) or ends it in tracebacks from every worker. The sample comes back as
-    a blank image with the label -1 - index instead, and BadImageGuard, around the
+    a blank image with the label -1 - index instead, and data.loading.SampleGuard, around the
     loader in the main process, stops on it or leaves it out (data.on_bad_image)."""
 
     img_size = 32  # of the blank image standing in for an unreadable one
+
+    def __init__(self, root: str, loader: Callable[[str], Any], transform: Optional[Callable] = None):
+        # Paddle's make_dataset follows folder links without end (a link to "." lists a class
+        # 41 times) and keeps hidden files; images.walk_images is the rule prediction uses too.
+        self.root, self.loader, self.transform, self.extensions = root, loader, transform, IMG_EXTENSIONS
+        self.classes, self.class_to_idx = self._find_classes(root)
+        self.samples = [(path, label) for label, name in enumerate(self.classes)
+                        for path in walk_images(os.path.join(root, name), IMG_EXTENSIONS)]
+        self.targets = [label for _, label in self.samples]
+        self.dtype = paddle.get_default_dtype()
 
     def _find_classes(self, dir: str) -> Tuple[List[str], Dict[str, int]]:
         names = _class_folders(dir)
@@ -135,68 +145,6 @@ def bad_image_index(label: int) -> int:
     return -1 - label
 
 
-class BadImageGuard:
-    """A DataLoader over a ClassFolder, as the trainer iterates it, that handles the samples
-    ClassFolder marked unreadable: `error` raises a one-line DataError naming the first file;
-    `skip` drops them from their batch and reports each file once."""
-
-    def __init__(self, loader, folder: ClassFolder, on_bad_image: str, log=print):
-        self.loader = loader
-        self.folder = folder
-        self.on_bad_image = on_bad_image
-        self.log = log
-        self.skipped: List[str] = []
-
-    def __getattr__(self, name: str):  # batch_sampler, dataset, ... of the wrapped loader
-        return getattr(self.loader, name)
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self):
-        for images, labels in self.loader:
-            flat = labels.numpy().reshape([-1])
-            bad = flat < 0
-            if not bad.any():
-                yield images, labels
-                continue
-            for label in flat[bad]:
-                self._handle(self.folder.samples[bad_image_index(int(label))][0])
-            keep = np.flatnonzero(~bad)
-            if keep.size == 0:  # an empty batch would upset gradient accumulation's grouping
-                raise DataError(f"all {flat.size} images of a batch are unreadable, so none is left to skip to "
-                                f"(first: {self._reason_of(flat[0])})")
-            index = paddle.to_tensor(keep)
-            yield paddle.index_select(images, index), paddle.index_select(labels, index)
-
-    def _reason_of(self, label) -> str:
-        return self._reason(self.folder.samples[bad_image_index(int(label))][0])
-
-    @staticmethod
-    def _reason(path: str) -> str:
-        try:  # read again here, in the main process, for the message the worker could not send
-            load_rgb(path)
-        except DataError as e:
-            return str(e)
-        return f"{path}: could not be read, then could (is it being written?)"
-
-    def _handle(self, path: str) -> None:
-        if self.on_bad_image == "error":
-            raise DataError(f"{self._reason(path)} (or set data.on_bad_image: skip to leave such files out)")
-        if path not in self.skipped:
-            self.skipped.append(path)
-            self.log(f"data.on_bad_image skip: leaving out {self._reason(path)} "
-                     f"[{len(self.skipped)} unreadable image(s) so far]")
-
-
-def guard_bad_images(loader, dataset, on_bad_image: str, log=print):
-    """Wrap `loader` in a BadImageGuard when its dataset is (a subset of) an image folder."""
-    folder = dataset
-    while not isinstance(folder, ClassFolder) and hasattr(folder, "dataset"):
-        folder = folder.dataset  # through paddle.io.Subset (a shard, the validation hold-out) to the whole set
-    return BadImageGuard(loader, folder, on_bad_image, log) if isinstance(folder, ClassFolder) else loader
-
-
 def load_folder(data_cfg, split: str, transform: Optional[Callable[[Any], Any]] = None) -> ClassFolder:
     """The `split` ("train" | "eval") images of data.data_dir, restricted to
     data.classes and relabelled 0..k-1 in that order."""
@@ -213,12 +161,9 @@ def load_folder(data_cfg, split: str, transform: Optional[Callable[[Any], Any]] 
                 f"only in train: {only_train}, only in {data_cfg.eval_split}: {only_eval}"
             )
     extensions = ", ".join(IMG_EXTENSIONS)
-    try:
-        ds = ClassFolder(path, loader=load_rgb, transform=transform)
-        ds.img_size = data_cfg.img_size
-        targets = ds.targets
-    except RuntimeError:  # Paddle's "Found 0 directories": no image in any class folder
-        ds, targets = None, []
+    ds = ClassFolder(path, loader=load_rgb, transform=transform)
+    ds.img_size = data_cfg.img_size
+    targets = ds.targets
     counts = np.bincount(np.asarray(targets, dtype=np.int64), minlength=len(names))
     empty = [os.path.join(path, n) for n, c in zip(names, counts) if c == 0]
     if empty:

@@ -22,11 +22,14 @@ The same rules for training folders (adaptformer/data/folder.py) and prediction
 """
 from __future__ import annotations
 
+import os
 import warnings
-from typing import Optional, Tuple, Union
+from typing import Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from ..files import open_regular
 
 # PIL's own hard limit (2 x Image.MAX_IMAGE_PIXELS, about 13,400 x 13,400): above every camera
 # sensor sold (the largest, 150 MP), decoded in about 0.5 GB as RGB. PIL warns from half of it;
@@ -66,9 +69,47 @@ def open_rgb(source: Union[str, Image.Image], draft_size: Optional[Tuple[int, in
         return to_rgb(source)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with Image.open(source) as img:
+        with open_regular(source, "image", "an image file") as f, Image.open(f) as img:
             check_size(img.size, max_pixels)
             if draft_size is not None and img.format == "JPEG":
                 img.draft("RGB", draft_size)
             img.load()
             return to_rgb(img)
+
+
+def is_hidden(name: str) -> bool:
+    """Hidden files and folders (".DS_Store", AppleDouble "._x.png", ".git"): never images."""
+    return name.startswith(".")
+
+
+def walk_images(folder: str, extensions: Iterable[str]) -> List[str]:
+    """The image files under `folder` (sorted, by extension, case-insensitive), for training folders and
+    prediction alike: hidden names skipped; links to folders followed, but never into a folder
+    already walked (a link to "." or to a sibling would list its images again, or loop)."""
+    extensions = tuple(e.lower() for e in extensions)
+    found: List[str] = []
+    seen = set()
+
+    def walk(path: str) -> None:
+        real = os.path.realpath(path)
+        if real in seen:
+            return
+        seen.add(real)
+        try:
+            entries = sorted(os.scandir(path), key=lambda e: e.name)
+        except OSError:
+            return
+        for entry in entries:
+            if is_hidden(entry.name):
+                continue
+            try:
+                is_dir = entry.is_dir()  # follows links; a loop of links is neither
+            except OSError:
+                is_dir = False
+            if is_dir:
+                walk(entry.path)
+            elif entry.name.lower().endswith(extensions):
+                found.append(entry.path)
+
+    walk(folder)
+    return found

@@ -7,15 +7,14 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 import paddle
-from paddle.io import DataLoader, DistributedBatchSampler, Subset
+from paddle.io import DataLoader, Subset
 
 from .. import freeze
 from ..backbone import create_backbone, load_backbone_weights
 from ..checkpoint import load_checkpoint, read_state
 from ..config import Config, ConfigError, save_config, saved_config_matches
 from ..data import build_dataset, class_names, eval_split
-from ..data.folder import guard_bad_images
-from ..data.workers import worker_init_fn
+from ..data.loading import guarded_loader
 from ..methods import apply_method
 from ..tuned import save_tuned, tuned_size
 from ..utils import atomic_write_text, short_list
@@ -28,7 +27,7 @@ from .trainer import BEST, LAST, Trainer, evaluate_model, seed_everything
 
 def build_model(cfg: Config, load_backbone: bool = True, log=print):
     """Backbone by name -> pretrained weights -> tuning method (inserts modules, freezes)."""
-    model = create_backbone(cfg.model, cfg.data.img_size)
+    model = create_backbone(cfg.model, cfg.data.img_size, cfg.data.batch_size)
     if load_backbone and cfg.model.pretrained:
         load_backbone_weights(model, cfg.model, cfg.data.mean, cfg.data.std, log)
     try:
@@ -44,13 +43,8 @@ def build_loaders(cfg: Config) -> Tuple[DataLoader, DataLoader, List[str]]:
     names = class_names(d)
     if len(names) != cfg.model.num_classes:
         raise ConfigError(f"model.num_classes is {cfg.model.num_classes} but the data has {len(names)} classes")
-    sampler = DistributedBatchSampler(train_set, batch_size=d.batch_size, shuffle=True, drop_last=False)
-    # Workers pass batches through a pipe: Paddle 3.3's shared-memory path fails intermittently here
-    # ("Tensor's dimension is out of bound"), and the loader then hangs or segfaults (docs/reliability.md).
-    train_loader = DataLoader(train_set, batch_sampler=sampler, num_workers=d.num_workers, use_shared_memory=False,
-                              worker_init_fn=worker_init_fn())
     log = print if dist.is_main() else (lambda *a, **k: None)
-    train_loader = guard_bad_images(train_loader, train_set, d.on_bad_image, log)
+    train_loader = guarded_loader(train_set, d, d.batch_size, shuffle=True, log=log)
     return train_loader, build_eval_loader(cfg, "eval"), names
 
 
@@ -59,10 +53,8 @@ def build_eval_loader(cfg: Config, split: str):
     d = cfg.data
     dataset = build_dataset(d, split)
     shard = Subset(dataset, list(range(dist.rank(), len(dataset), dist.world_size())))
-    loader = DataLoader(shard, batch_size=d.eval_batch_size or d.batch_size, shuffle=False,
-                        num_workers=d.num_workers, use_shared_memory=False, worker_init_fn=worker_init_fn())
     log = print if dist.is_main() else (lambda *a, **k: None)
-    return guard_bad_images(loader, shard, d.on_bad_image, log)
+    return guarded_loader(shard, d, d.eval_batch_size or d.batch_size, shuffle=False, log=log)
 
 
 def prepare_output_dir(cfg: Config, resume: bool, overwrite: bool = False) -> Dict[str, tuple]:

@@ -20,6 +20,7 @@ import paddle
 import paddle.nn as nn
 
 from .. import freeze
+from ..errors import Interrupted
 from ..checkpoint import CheckpointError, load_checkpoint, read_resume_state, save_state
 from ..config import Config
 from ..data import eval_split
@@ -31,6 +32,12 @@ from .step import TrainStep, decorate_for_amp, group_sizes, set_recompute
 
 LAST = "last.pdckpt"  # model + optimizer + progress, for --resume
 BEST = "best.pdparams"  # model weights of the best eval epoch
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The sampler's shuffling seed for `epoch`: NumPy takes 32-bit seeds, so the combination wraps
+    (unchanged for every seed below 429,000, so earlier runs reshuffle as before)."""
+    return (seed * 10_007 + epoch) % 2**32
 
 
 def seed_everything(seed: int, epoch: int = 0) -> None:
@@ -69,6 +76,7 @@ class Trainer:
         if cfg.train.amp.enabled and not paddle.device.is_compiled_with_cuda():
             self.logger.info("train.amp: this Paddle build has no GPU support; AMP settings run in float32")
         self.start_epoch = 1
+        self.epoch = 1  # the epoch running (for the interrupt message)
         self.global_step = 0
         self.best = {"top1": -1.0, "epoch": 0}
 
@@ -103,14 +111,25 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> Dict:
+        try:
+            return self._fit()
+        except KeyboardInterrupt:
+            last = os.path.join(self.out, LAST)
+            kept = f"last checkpoint kept: {last}" if os.path.exists(last) else "no checkpoint was saved yet"
+            raise Interrupted(f"interrupted at epoch {self.epoch}, step {self.global_step}; {kept}") from None
+        finally:
+            self.logger.close()
+
+    def _fit(self) -> Dict:
         cfg = self.cfg.train
         history = []
         for epoch in range(self.start_epoch, cfg.epochs + 1):
+            self.epoch = epoch
             seed_everything(cfg.seed, epoch)
             sampler = self.train_loader.batch_sampler
             if hasattr(sampler, "set_epoch"):
                 # DistributedBatchSampler shuffles with RandomState(epoch): fold the seed in.
-                sampler.set_epoch(cfg.seed * 10_007 + epoch)
+                sampler.set_epoch(epoch_seed(cfg.seed, epoch))
             start = time.time()
             train_stats = self.train_one_epoch(epoch)
             epoch_time = time.time() - start

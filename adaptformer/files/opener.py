@@ -49,27 +49,34 @@ def _size_text(n: int) -> str:
     return f"{n / GiB:.1f} GiB" if n >= GiB else f"{n / MiB:.1f} MiB" if n >= MiB else f"{n} bytes"
 
 
+def _refused(path, reason: str, expected: str = "") -> InputFileError:
+    e = InputFileError(f"{path}: {reason}" + (f"; expected {expected}" if expected else ""))
+    e.reason = reason  # without the path, for outputs that name the file already (predict)
+    return e
+
+
 def check_regular(path: str, kind: str, expected: str = "") -> os.stat_result:
     """The stat of `path` (links followed) if it is a regular file within `kind`'s budget;
     InputFileError (an OSError) naming the file and what was expected otherwise."""
-    want = f"; expected {expected}" if expected else ""
     path = os.fspath(path)
     if "\0" in path:
-        raise InputFileError(f"{path!r}: a path cannot hold a NUL byte")
+        raise _refused(repr(path), "a path cannot hold a NUL byte", expected)
     try:
         st = os.stat(path)
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise InputFileError(f"{path}: a loop of symbolic links{want}") from None
+            raise _refused(path, "a loop of symbolic links", expected) from None
         if e.errno in (errno.ENOENT, errno.ENOTDIR):
-            raise InputFileError(f"{path}: no such file{want}") from None
-        raise InputFileError(f"{path}: cannot be read ({e.strerror}){want}") from None
+            raise _refused(path, "no such file", expected) from None
+        raise _refused(path, f"cannot be read ({e.strerror})", expected) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise _refused(path, "is a folder, not a file", expected)
     if not stat.S_ISREG(st.st_mode):
-        raise InputFileError(f"{path}: is {_describe_mode(st.st_mode)}, not a regular file{want}")
+        raise _refused(path, f"is {_describe_mode(st.st_mode)}, not a regular file", expected)
     budget = _budget(kind)
     if st.st_size > budget:
-        raise InputFileError(f"{path}: {_size_text(st.st_size)}, more than a {kind} file can be "
-                             f"({_size_text(budget)}){want}")
+        raise _refused(path, f"{_size_text(st.st_size)}, more than a {kind} file can be ({_size_text(budget)})",
+                       expected)
     return st
 
 
@@ -97,7 +104,7 @@ class _Bounded(io.RawIOBase):
     def readinto(self, buffer) -> int:
         n = self._raw.readinto(buffer)
         if n and self._raw.tell() > self._left:
-            raise InputFileError(f"{self._path}: grew past its size budget while being read")
+            raise _refused(self._path, "grew past its size budget while being read")
         return n
 
     def fileno(self) -> int:
@@ -116,11 +123,11 @@ def open_regular(path: str, kind: str, expected: str = "") -> BinaryIO:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
-        raise InputFileError(f"{path}: cannot be read ({e.strerror})") from None
+        raise _refused(path, f"cannot be read ({e.strerror})", expected) from None
     try:
         now = os.fstat(fd)
         if not stat.S_ISREG(now.st_mode):
-            raise InputFileError(f"{path}: is {_describe_mode(now.st_mode)}, not a regular file")
+            raise _refused(path, f"is {_describe_mode(now.st_mode)}, not a regular file", expected)
         os.set_blocking(fd, True)
         raw = os.fdopen(fd, "rb", buffering=0)
     except BaseException:
@@ -133,7 +140,7 @@ def read_bytes(path: str, kind: str, expected: str = "") -> bytes:
     with open_regular(path, kind, expected) as f:
         data = f.read(_budget(kind) + 1)
     if len(data) > _budget(kind):
-        raise InputFileError(f"{path}: more than a {kind} file can be ({_size_text(_budget(kind))})")
+        raise _refused(path, f"more than a {kind} file can be ({_size_text(_budget(kind))})")
     return data
 
 
@@ -141,7 +148,7 @@ def decode_utf8(data: bytes, path: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise InputFileError(f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})") from None
+        raise _refused(path, f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})") from None
 
 
 def read_text(path: str, kind: str, expected: str = "") -> str:
@@ -158,11 +165,11 @@ def read_json(path: str, kind: str = "json", expected: str = "", want: type = di
     try:
         doc = json.loads(text)
     except RecursionError:
-        raise InputFileError(f"{path}: not valid JSON (nested too deeply)") from None
+        raise _refused(path, "not valid JSON (nested too deeply)") from None
     except ValueError as e:
-        raise InputFileError(f"{path}: not valid JSON ({str(e)[:120]})") from None
+        raise _refused(path, f"not valid JSON ({str(e)[:120]})") from None
     if want is not None and not isinstance(doc, want):
-        raise InputFileError(f"{path}: holds a JSON {type(doc).__name__}, expected a JSON "
+        raise _refused(path, f"holds a JSON {type(doc).__name__}, expected a JSON "
                              f"{'object' if want is dict else want.__name__}")
     return doc
 

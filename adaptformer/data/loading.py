@@ -1,0 +1,133 @@
+"""Paddle DataLoaders that end a run with one line when loading fails, never a hang.
+
+An exception inside Paddle's loader hangs it (num_workers 0: the batch is fetched in a thread
+the main thread then waits on) or ends it with a traceback from every worker. So nothing may
+raise there:
+- the batch order of an epoch is drawn in the main process (PlannedBatchSampler.set_epoch);
+- each sample is loaded through GuardedSamples, which turns any exception into a blank sample
+  marked by its label (FAILED - index); an unreadable image in a class folder comes marked by
+  ClassFolder itself (-1 - its index), as data.on_bad_image may skip it;
+- SampleGuard, around the loader in the main process, loads a marked sample again there for its
+  message and stops with one DataError line (or, for images under on_bad_image: skip, leaves it out).
+"""
+from __future__ import annotations
+
+from typing import List
+
+import numpy as np
+import paddle
+from paddle.io import DataLoader, Dataset, DistributedBatchSampler
+
+from ..errors import DataError, short_reason
+from .folder import ClassFolder, bad_image_index, load_rgb
+from .workers import worker_init_fn
+
+FAILED = -(2**40)  # labels at or below it mark a sample whose loading raised (FAILED - index)
+
+
+class GuardedSamples(Dataset):
+    """`dataset`, with any exception in loading a sample returned as a marked blank sample."""
+
+    def __init__(self, dataset, img_size: int):
+        self.dataset, self.img_size = dataset, img_size
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        try:
+            return self.dataset[index]
+        except Exception:  # noqa: BLE001  (reported from the main process by SampleGuard)
+            return np.zeros((3, self.img_size, self.img_size), np.float32), np.array(FAILED - index, np.int64)
+
+
+class PlannedBatchSampler(DistributedBatchSampler):
+    """DistributedBatchSampler whose epoch's batches are drawn by set_epoch, in the calling thread."""
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        self._planned = list(super().__iter__())
+
+    def __iter__(self):
+        planned = getattr(self, "_planned", None)
+        return iter(planned) if planned is not None else super().__iter__()
+
+
+def _folder_of(dataset):
+    while not isinstance(dataset, ClassFolder) and hasattr(dataset, "dataset"):
+        dataset = dataset.dataset  # through paddle.io.Subset (a shard, the validation hold-out)
+    return dataset if isinstance(dataset, ClassFolder) else None
+
+
+class SampleGuard:
+    """The DataLoader as the trainer iterates it, handling the marked samples (module docstring)."""
+
+    def __init__(self, loader: DataLoader, samples: GuardedSamples, on_bad_image: str, log=print):
+        self.loader, self.samples, self.on_bad_image, self.log = loader, samples, on_bad_image, log
+        self.folder = _folder_of(samples.dataset)
+        self.skipped: List[str] = []
+
+    def __getattr__(self, name: str):  # batch_sampler, dataset, ... of the wrapped loader
+        return getattr(self.loader, name)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for images, labels in self.loader:
+            flat = labels.numpy().reshape([-1])
+            bad = flat < 0
+            if not bad.any():
+                yield images, labels
+                continue
+            for label in flat[bad]:
+                self._handle(int(label))
+            keep = np.flatnonzero(~bad)
+            if keep.size == 0:  # an empty batch would upset gradient accumulation's grouping
+                raise DataError(f"all {flat.size} images of a batch are unreadable, so none is left to skip to "
+                                f"(first: {self._image_reason(self._image_path(int(flat[0])))})")
+            index = paddle.to_tensor(keep)
+            yield paddle.index_select(images, index), paddle.index_select(labels, index)
+
+    def _failure(self, index: int) -> str:
+        try:  # again, here in the main process, for the message the loader could not send
+            self.samples.dataset[index]
+        except DataError as e:
+            return str(e)
+        except Exception as e:  # noqa: BLE001
+            return f"sample {index} could not be loaded ({short_reason(e)})"
+        return f"sample {index} could not be loaded, then could (is its file being written?)"
+
+    def _image_path(self, label: int) -> str:
+        return self.folder.samples[bad_image_index(label)][0]
+
+    @staticmethod
+    def _image_reason(path: str) -> str:
+        try:
+            load_rgb(path)
+        except DataError as e:
+            return str(e)
+        return f"{path}: could not be read, then could (is it being written?)"
+
+    def _handle(self, label: int) -> None:
+        if label <= FAILED or self.folder is None:
+            raise DataError(self._failure(FAILED - label))
+        path = self._image_path(label)
+        if self.on_bad_image == "error":
+            raise DataError(f"{self._image_reason(path)} (or set data.on_bad_image: skip to leave such files out)")
+        if path not in self.skipped:
+            self.skipped.append(path)
+            self.log(f"data.on_bad_image skip: leaving out {self._image_reason(path)} "
+                     f"[{len(self.skipped)} unreadable image(s) so far]")
+
+
+def guarded_loader(dataset, data_cfg, batch_size: int, shuffle: bool, log=print) -> SampleGuard:
+    """A DataLoader over `dataset` by the rules above: shuffled, through a PlannedBatchSampler."""
+    samples = GuardedSamples(dataset, data_cfg.img_size)
+    sampler = PlannedBatchSampler(samples, batch_size=batch_size, shuffle=True, drop_last=False) if shuffle else None
+    # Workers pass batches through a pipe: Paddle 3.3's shared-memory path fails intermittently here
+    # ("Tensor's dimension is out of bound"), and the loader then hangs or segfaults (docs/reliability.md).
+    kwargs = {"batch_sampler": sampler} if sampler is not None else {"batch_size": batch_size, "shuffle": False}
+    loader = DataLoader(samples, num_workers=data_cfg.num_workers, use_shared_memory=False,
+                        worker_init_fn=worker_init_fn(), **kwargs)
+    return SampleGuard(loader, samples, data_cfg.on_bad_image, log)
