@@ -12,10 +12,14 @@ import math
 import os
 import re
 import typing
+import copy
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
+
+from .errors import InputFileError, one_line
+from .files.yaml_reader import parse_yaml, read_yaml
 
 
 from .errors import ConfigError  # noqa: F401  (raised here; defined with the other errors)
@@ -270,13 +274,12 @@ CHOICES = {
 
 
 def load_yaml(path: str) -> Dict[str, Any]:
-    if not os.path.isfile(path):
+    if not os.path.lexists(path):
         raise ConfigError(f"{path}: config file not found")
     try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        data = read_yaml(path)
+    except InputFileError as e:
+        raise ConfigError(str(e)) from None
     if data is None:
         raise ConfigError(f"{path}: the file is empty (or only comments); a config needs at least one section")
     if not isinstance(data, dict):
@@ -298,10 +301,18 @@ def _record_origin(d: Dict, origin: Dict[str, str], source: str, prefix: str) ->
             _record_origin(v, origin, source, f"{prefix}{k}.")
 
 
-def _load_with_bases(path: str, origin: Dict[str, str], seen: tuple = ()) -> Dict[str, Any]:
+def _load_with_bases(path: str, origin: Dict[str, str], seen: tuple = (), done: Optional[Dict] = None) -> Dict[str, Any]:
+    """`path` merged over its `_base_` files; each file is read and merged once however often it is
+    named (`done`), so a diamond of bases costs no more than a chain."""
     path = os.path.normpath(path)
     if path in seen:
         raise ConfigError(f"{path}: _base_ inheritance loops back to itself")
+    done = {} if done is None else done
+    if path in done:
+        merged, recorded = done[path]
+        origin.update(recorded)
+        return copy.deepcopy(merged)
+    own_origin: Dict[str, str] = {}
     data = load_yaml(path)
     bases = data.pop("_base_", [])
     if isinstance(bases, str):
@@ -311,9 +322,12 @@ def _load_with_bases(path: str, origin: Dict[str, str], seen: tuple = ()) -> Dic
     merged: Dict[str, Any] = {}
     for b in bases:
         base_path = os.path.join(os.path.dirname(path), b)
-        merged = _merge(merged, _load_with_bases(base_path, origin, seen + (path,)))
-    _record_origin(data, origin, path, "")
-    return _merge(merged, data)
+        merged = _merge(merged, _load_with_bases(base_path, own_origin, seen + (path,), done))
+    _record_origin(data, own_origin, path, "")
+    merged = _merge(merged, data)
+    done[path] = (copy.deepcopy(merged), dict(own_origin))
+    origin.update(own_origin)
+    return merged
 
 
 def parse_override(text: str) -> tuple:
@@ -324,10 +338,7 @@ def parse_override(text: str) -> tuple:
     key = key.strip()
     if not key:
         raise ConfigError(f"-o {text}: empty key")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        raise ConfigError(f"-o {text}: value is not valid YAML") from None
+    value = parse_yaml(raw, f"-o {one_line(text)[:80]}") if raw.strip() else None
     return key, value
 
 
@@ -521,6 +532,10 @@ def _check_consistency(cfg: Config, origin: Dict[str, str], src: str) -> None:
         fail("data.batch_size", f"must be >= 1, got {cfg.data.batch_size}")
     if len(cfg.data.mean) != 3 or len(cfg.data.std) != 3:
         fail("data.mean", "and data.std must each hold 3 values (RGB)")
+    if not all(math.isfinite(v) and abs(v) <= 1e3 for v in cfg.data.mean):
+        fail("data.mean", f"must hold finite values of pixel scale (0..1), got {cfg.data.mean}")
+    if not all(math.isfinite(v) and MIN_STD <= v <= 1e3 for v in cfg.data.std):
+        fail("data.std", f"must hold values between {MIN_STD} and 1000 (pixels are divided by them), got {cfg.data.std}")
     if cfg.data.classes is not None:
         if len(set(cfg.data.classes)) != len(cfg.data.classes) or not cfg.data.classes:
             fail("data.classes", f"must be a non-empty list of distinct class ids, got {cfg.data.classes}")
@@ -558,6 +573,7 @@ def _check_model_name(cfg: Config, fail) -> None:
 
 
 MAX_SEED = 2**32 - 1
+MIN_STD = 1e-3  # pixel values are on a 0..1 scale; a smaller std makes inputs overflow to inf / NaN
 MIN_EVAL_CROP = 0.25  # timm's crop_pct values run from 0.875 to 1; 0.25 resizes to 4x the input
 
 

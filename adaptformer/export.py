@@ -26,6 +26,7 @@ import numpy as np
 
 from .data.transforms import BICUBIC, eval_resize_size
 from .errors import ExportError, one_line
+from .files import read_json
 from .models.lora import merge_lora
 from .trained import TrainedModel
 from .utils import OutputError, atomic_write, atomic_write_text, describe_os_error
@@ -153,8 +154,7 @@ def find_program(prefix: str) -> Tuple[str, str]:
 
 
 def read_meta(prefix: str) -> Dict:
-    with open(prefix + META_SUFFIX, encoding="utf-8") as f:
-        return json.load(f)
+    return read_json(prefix + META_SUFFIX, "json", "an export's meta.json")
 
 
 class InferenceModel:

@@ -37,7 +37,8 @@ from typing import Callable, NamedTuple, Optional
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .errors import CheckpointError
+from .errors import CheckpointError, InputFileError
+from .files.opener import check_regular, open_regular
 
 try:  # numpy >= 2
     from numpy._core import multiarray as _multiarray
@@ -604,8 +605,10 @@ def naming(what):
 def _check_file(path, expected):
     if os.path.isdir(path):
         raise CheckpointReadError(f"is a directory, expected {expected} file")
-    if not os.path.isfile(path):
-        raise CheckpointReadError(f"no such file, expected {expected} file")
+    try:
+        check_regular(path, "weights")
+    except InputFileError as e:
+        raise CheckpointReadError(f"{e.reason}, expected {expected} file") from None
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: ByteBudget, what="zip member") -> bytearray:
@@ -630,7 +633,7 @@ def read_torch_zip(path):
     with naming(path):
         _check_file(path, "a PyTorch (torch.save) checkpoint")
         if not zipfile.is_zipfile(path):
-            with open(path, "rb") as f:
+            with open_regular(path, "weights") as f:
                 head = f.read(len(_LEGACY_TORCH_HEAD))
             if head == _LEGACY_TORCH_HEAD:
                 raise CheckpointReadError(
@@ -677,7 +680,7 @@ def read_numpy_pickle(path, make_tensor: Optional[Callable] = None):
         if zipfile.is_zipfile(path):
             raise CheckpointReadError(f"is a zip archive (a PyTorch checkpoint? use read_torch_zip), expected {expected}")
         size = os.path.getsize(path)
-        with open(path, "rb") as f:
+        with open_regular(path, "weights") as f:
             obj = _unpickle(_RestrictedUnpickler(f, size, ByteBudget(size), _NUMPY_POLICY, make_tensor), size)
         if not isinstance(obj, dict):
             raise CheckpointReadError(f"holds {_describe(obj)}, expected {expected}")

@@ -22,6 +22,7 @@ from .engine import dist
 from .engine.logger import read_records
 from .engine.runner import TEST_PREDICTIONS, build_model, train
 from .engine.trainer import BEST, LAST
+from .files import open_regular, read_json
 from .study_report import write_results, write_sweep
 from .utils import atomic_write_text
 
@@ -184,7 +185,7 @@ def shipped_checkpoint(study: StudyConfig, folder: str, stage: StageConfig, chec
 
 def sha256_of(path: str) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path, "weights", "a committed checkpoint") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -193,10 +194,11 @@ def sha256_of(path: str) -> str:
 def shipped_run(checkpoint: str) -> Dict:
     """What the run that produced a committed checkpoint recorded, from <name>.summary.json beside it."""
     side = os.path.splitext(checkpoint)[0] + ".summary.json"
-    if not os.path.isfile(side):
+    if not os.path.lexists(side):
         raise ConfigError(f"{checkpoint}: its run summary {side} is missing")
-    with open(side, encoding="utf-8") as f:
-        saved = json.load(f)
+    saved = read_json(side, "json", "the run summary of a committed checkpoint")
+    if not isinstance(saved.get("summary"), dict) or not isinstance(saved.get("records", []), list):
+        raise ConfigError(f"{side}: expected {{\"summary\": {{...}}, \"records\": [...]}}")
     return {"summary": saved["summary"], "records": saved.get("records", []), "predictions": None}
 
 
@@ -222,16 +224,14 @@ def execute(cfg: Config, resume: bool, overwrite: bool) -> Dict:
     out = cfg.train.output_dir
     if resume and finished(out):  # its config was checked against this run's (check_finished_config)
         print(f"== {out}: already finished")
-        with open(os.path.join(out, "summary.json"), encoding="utf-8") as f:
-            summary = json.load(f)
+        summary = read_json(os.path.join(out, "summary.json"), "json", "a run's summary.json")
     else:
         print(f"== {out}: {cfg.method.name} on {cfg.data.dataset}, seed {cfg.train.seed}")
         summary = train(cfg, resume=resume and os.path.exists(os.path.join(out, LAST)), overwrite=overwrite or resume)
     records = read_records(os.path.join(out, "metrics.jsonl")) if dist.is_main() else []
     predictions = None
     pred_path = os.path.join(out, TEST_PREDICTIONS)
-    if os.path.exists(pred_path):
-        with open(pred_path, encoding="utf-8") as f:
-            predictions = json.load(f)
+    if os.path.lexists(pred_path):
+        predictions = read_json(pred_path, "json", "a run's test predictions")
     # The folder this study gave the run: a finished run moved here keeps its old summary.output_dir.
     return {"summary": summary, "records": records, "predictions": predictions, "folder": out}

@@ -4,13 +4,13 @@ inputs are prepared with. Prediction (predict.py) and export (export.py) start f
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from .config import Config, ConfigError, DataConfig, load_config
 from .data import DataError, class_names
+from .files import read_json
 from .files.outputs import TUNED_FILES
 
 
@@ -29,19 +29,12 @@ def _quiet(*args, **kwargs) -> None:
     pass
 
 
-MAX_SUMMARY_BYTES = 16 << 20  # a run's summary.json is a few KB; a bigger file is not one of ours
-
-
 def _recorded_class_names(checkpoint: str) -> Optional[List[str]]:
     """The class names a run recorded in summary.json beside its checkpoint, if any."""
     summary = os.path.join(os.path.dirname(checkpoint), "summary.json")
-    try:
-        if os.path.getsize(summary) > MAX_SUMMARY_BYTES:
-            return None
-        with open(summary, encoding="utf-8") as f:
-            names = json.load(f).get("class_names")
-    except (OSError, ValueError, AttributeError):
+    if not os.path.lexists(summary):
         return None
+    names = read_json(summary, "json", "a run's summary.json (read for its class names)").get("class_names")
     return names if isinstance(names, list) and all(isinstance(n, str) for n in names) else None
 
 

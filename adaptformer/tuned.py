@@ -33,7 +33,8 @@ from . import freeze
 from .backbone import create_backbone, load_backbone_weights
 from .checkpoint import check_keys, key_mismatch, read_state
 from .config import Config, ConfigError, from_dict, to_dict
-from .errors import CheckpointError, one_line
+from .errors import CheckpointError, InputFileError, one_line
+from .files import read_json
 from .methods import apply_method
 from .models.adapter import AdaptFormerAdapter
 from .models.lora import LoRALinear, is_merged
@@ -46,7 +47,6 @@ META = "tuned.json"
 # The data keys build_transforms(train=False) reads.
 EVAL_TRANSFORM_KEYS = ("dataset", "img_size", "mean", "std", "eval_resize_crop")
 META_KEYS = ("format", "model", "method", "class_names", "eval_transform", "tensors", "backbone_fingerprint")
-MAX_META_BYTES = 64 << 20  # far above any real tuned.json (class names dominate)
 _FINGERPRINT = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
@@ -135,19 +135,10 @@ def tuned_size(tuned_dir: str) -> int:
 def _read_json(path: str):
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: not found (a tuned-weights folder holds {META} and {WEIGHTS})")
-    if os.path.getsize(path) > MAX_META_BYTES:
-        raise CheckpointError(f"{path}: {os.path.getsize(path)} bytes, more than a {META} holds ({MAX_META_BYTES >> 20} MiB)")
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except UnicodeDecodeError:
-        raise CheckpointError(f"{path}: not UTF-8 text") from None
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
-    except RecursionError:
-        raise CheckpointError(f"{path}: nests too deeply") from None
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
+        return read_json(path, "json", want=None)
+    except InputFileError as e:
+        raise CheckpointError(str(e)) from None
 
 
 def tuned_config(meta: Dict, source: str) -> Config:

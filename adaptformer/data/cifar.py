@@ -26,6 +26,7 @@ from PIL import Image
 
 from adaptformer.data import DataError
 from adaptformer.errors import CheckpointError, one_line, short_reason
+from adaptformer.files import open_regular
 from adaptformer.safe_pickle import ALLOWANCE, GROWTH, ByteBudget, CheckpointReadError, read_data_pickle, read_exactly
 
 
@@ -152,7 +153,7 @@ def _open_stream(raw):
 def _members(path: str, wanted: Callable[[str], bool]) -> Iterator[Tuple[str, Optional[bytearray]]]:
     """(member name, its bytes if `wanted(basename)` else None) for every member, in archive order."""
     budget = ByteBudget(os.path.getsize(path))
-    with open(path, "rb") as raw:
+    with open_regular(path, "archive", "a CIFAR archive (.tar.gz)") as raw:
         stream = _CappedStream(_open_stream(raw), budget)
         with tarfile.open(fileobj=stream, mode="r|") as tar:
             for member in tar:
@@ -160,6 +161,10 @@ def _members(path: str, wanted: Callable[[str], bool]) -> Iterator[Tuple[str, Op
                 if member.size > budget.limit - budget.spent:
                     budget.spend(member.size, what)  # refuses, naming the declared size, before inflating it
                 data = None
+                if wanted(os.path.basename(member.name)) and not member.isfile():
+                    raise DataError(f"{path}: member {one_line(member.name)} is a "
+                                    f"{'link' if member.issym() or member.islnk() else 'folder or special file'}, "
+                                    "not the file of a batch; the archive is not the one CIFAR distributes")
                 if member.isfile() and wanted(os.path.basename(member.name)):
                     data = read_exactly(tar.extractfile(member), member.size, what)
                 yield one_line(member.name), data

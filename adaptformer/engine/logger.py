@@ -11,6 +11,7 @@ from typing import Dict, List, Optional
 from paddle.hapi.progressbar import ProgressBar
 
 from ..checkpoint import CheckpointError
+from ..files import read_text
 from ..utils import atomic_write_text
 
 
@@ -88,14 +89,17 @@ class RunLogger:
 
 def read_records(path: str) -> List[Dict]:
     """The records of a metrics.jsonl; a last line cut off by a crash (older versions appended) is dropped."""
-    with open(path, encoding="utf-8") as f:
-        lines = [line for line in f.read().splitlines() if line.strip()]
+    lines = [line for line in read_text(path, "metrics", "a metrics.jsonl").splitlines() if line.strip()]
     records = []
     for i, line in enumerate(lines):
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+            record = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
             if i == len(lines) - 1:
                 break
             raise CheckpointError(f"{path}: line {i + 1} is not a JSON record") from None
+        if not isinstance(record, dict) or not isinstance(record.get("epoch"), int):
+            raise CheckpointError(f"{path}: line {i + 1} is not a record of an epoch (a JSON object with an "
+                                  "integer 'epoch')")
+        records.append(record)
     return records

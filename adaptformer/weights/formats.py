@@ -18,7 +18,8 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from ..checkpoint import CheckpointError, require_file
-from ..errors import one_line
+from ..errors import one_line, short_reason
+from ..files import open_regular, read_json
 from ..utils import short_list
 from ..safe_pickle import read_npz, read_numpy_pickle, read_torch_zip
 
@@ -58,7 +59,7 @@ def read_checkpoint(path: str) -> Checkpoint:
 
 
 def detect_format(path: str) -> str:
-    with open(path, "rb") as f:
+    with open_regular(path, "weights", "a checkpoint file") as f:  # a FIFO or device is refused, not read
         head = f.read(16)
     size = os.path.getsize(path)
     if head.startswith(b"PK\x03\x04"):
@@ -89,8 +90,8 @@ def _read_safetensors(path: str) -> Dict[str, np.ndarray]:
 
     try:
         return load_file(path)
-    except (SafetensorError, ValueError, OSError, TypeError) as e:
-        msg = str(e)
+    except Exception as e:  # noqa: BLE001  (SafetensorError, or NumPy's refusal of a dtype such as float8)
+        msg = short_reason(e) if not isinstance(e, (SafetensorError, ValueError, OSError)) else str(e)
         if "bf16" in msg.lower() or "bfloat16" in msg.lower():
             msg = "bfloat16 tensors are not readable by NumPy; save the checkpoint in float32"
         raise CheckpointError(f"{path}: unreadable .safetensors ({msg})") from None
@@ -99,11 +100,12 @@ def _read_safetensors(path: str) -> Dict[str, np.ndarray]:
 def _hub_normalization(path: str):
     """timm's Hugging Face repositories keep mean/std in config.json next to model.safetensors."""
     config = os.path.join(os.path.dirname(os.path.abspath(path)), "config.json")
+    if not os.path.lexists(config):
+        return None
+    cfg = read_json(config, "json", f"the Hugging Face config.json beside {path}").get("pretrained_cfg", {})
     try:
-        with open(config) as f:
-            cfg = json.load(f).get("pretrained_cfg", {})
         return tuple(float(v) for v in cfg["mean"]), tuple(float(v) for v in cfg["std"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
