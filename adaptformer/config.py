@@ -618,6 +618,11 @@ def _check_ranges(cfg: Config, fail) -> None:
     for key, (value, low, high) in at_most.items():
         if not low <= value <= high:
             fail(key, f"must be between {low} and {high}, got {value}")
+    paths = {"train.output_dir": cfg.train.output_dir, "data.data_dir": cfg.data.data_dir,
+             "data.data_file": cfg.data.data_file, "model.pretrained": cfg.model.pretrained}
+    for key, value in paths.items():
+        if isinstance(value, str) and ("\0" in value or not value.strip()):
+            fail(key, f"must be a path (no NUL byte, not blank), got {value!r}")
     if cfg.data.eval_resize_crop is not None and cfg.data.eval_resize_crop < MIN_EVAL_CROP:
         fail("data.eval_resize_crop", f"must be at least {MIN_EVAL_CROP} (the image is resized to img_size / crop "
              f"before the centre crop), got {cfg.data.eval_resize_crop}")

@@ -176,6 +176,51 @@ def a_checkpoint_and_a_regular_file(tmp: Path) -> None:
     (tmp / "ckpt.pdparams").write_bytes(b"only its existence is checked before the output folder")
 
 
+def a_fifo(name: str) -> Callable[[Path], None]:
+    """A named pipe at tmp/`name`: opening it for reading would wait for a writer forever."""
+    def setup(tmp: Path) -> None:
+        path = tmp / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(path)
+
+    return setup
+
+
+def a_link_to_dev_zero(tmp: Path) -> None:
+    os.symlink("/dev/zero", tmp / "zero.yaml")
+
+
+def yaml_text(name: str, text) -> Callable[[Path], None]:
+    def setup(tmp: Path) -> None:
+        data = text.encode() if isinstance(text, str) else text
+        (tmp / name).write_bytes(data.replace(b"BASE", BASE.encode()))
+
+    return setup
+
+
+# 9 levels of 10 aliases each: 10^9 nodes once expanded, from a few hundred bytes.
+LAUGHS = "_base_: BASE\na: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(8))
+
+
+def garbage_lock(tmp: Path) -> None:
+    (tmp / "out").mkdir()
+    (tmp / "out" / ".lock").write_bytes(b"\xff\xfe not a pid\n")
+
+
+def resume_with_metrics(lines: str) -> Callable[[Path], None]:
+    def setup(tmp: Path) -> None:
+        _save_run_state(tmp / "out" / "last.pdckpt", [], resume_format=True)
+        (tmp / "out" / "metrics.jsonl").write_bytes(lines if isinstance(lines, bytes) else lines.encode())
+
+    return setup
+
+
+def fifo_in_image_folder(tmp: Path) -> None:
+    image_folder(None)(tmp)
+    os.mkfifo(tmp / "images" / "train" / "a" / "pipe.png")
+
+
 def image_folder(bad: Optional[bytes]) -> Callable[[Path], None]:
     """10 training images in 2 classes (+ 4 for eval); `bad` is written as train/a/bad.png."""
     def setup(tmp: Path) -> None:
@@ -247,6 +292,50 @@ CASES = [
          setup=study_with_a_typo_in_stage_2),
     Case("study: a missing data file in stage 2", ["-c", "{tmp}/study.yaml"],
          "stage 'two': data.data_file", setup=study_with_a_missing_file_in_stage_2),
+    # Files that are not regular files, or not the text they claim: refused, never waited on.
+    Case("a FIFO as the config file", ["-c", "{tmp}/pipe.yaml"], "pipe.yaml: is a FIFO (named pipe), not a regular file",
+         setup=a_fifo("pipe.yaml")),
+    Case("/dev/zero behind a symlink as the config file", ["-c", "{tmp}/zero.yaml"],
+         "zero.yaml: is a character device, not a regular file", setup=a_link_to_dev_zero),
+    Case("a FIFO given to convert_weights", ["{tmp}/pipe.pth", "{tmp}/x.pdparams"],
+         "pipe.pth: is a FIFO (named pipe), not a regular file", tool="convert_weights.py", setup=a_fifo("pipe.pth")),
+    *[Case(f"a FIFO named .png in a class folder, num_workers {w}", folder_args(w), "pipe.png: is a FIFO",
+           setup=fifo_in_image_folder) for w in (0, 2)],
+    Case("config not UTF-8", ["-c", "{tmp}/latin1.yaml"], "latin1.yaml: not UTF-8 text (byte 0xe9",
+         setup=yaml_text("latin1.yaml", "_base_: BASE\n# caf\xe9\n".encode("latin-1"))),
+    Case("YAML of nested aliases (a billion nodes once expanded)", ["-c", "{tmp}/laughs.yaml"],
+         "laughs.yaml: expands to", setup=yaml_text("laughs.yaml", LAUGHS)),
+    Case("YAML nested 10000 deep", ["-c", "{tmp}/deep.yaml"], "deep.yaml: nested more than 64 levels deep",
+         setup=yaml_text("deep.yaml", "_base_: BASE\nx: " + "[" * 10000 + "]" * 10000 + "\n")),
+    Case("-o value nested 10000 deep", ["-o", "train.seed=" + "[" * 10000 + "]" * 10000],
+         "nested more than 64 levels deep"),
+    Case("YAML with two train: sections", ["-c", "{tmp}/twice.yaml"], "key 'train' is given twice",
+         setup=yaml_text("twice.yaml", "_base_: BASE\ntrain:\n  epochs: 1\ntrain:\n  seed: 3\n")),
+    # Values that would cost minutes or gigabytes, or fail deep inside: bounded first.
+    Case("train.seed: 2**32", ["-o", "train.seed=4294967296"], "train.seed must be between 0 and 4294967295"),
+    Case("model.kwargs.patch_size: 0", ["-o", "model.kwargs.patch_size=0"],
+         "model.kwargs.patch_size: must be between 1 and"),
+    Case("model.kwargs.depth: 100000", ["-o", "model.kwargs.depth=100000"], "model.kwargs.depth: must be between 1 and 256"),
+    Case("a model too large for the machine (depth 256, width 16384)",
+         ["-o", "model.kwargs.depth=256", "-o", "model.kwargs.embed_dim=16384", "-o", "model.kwargs.num_heads=16"],
+         "GiB, more than this machine's"),
+    Case("data.synthetic_train_size: 10^9", ["-o", "data.synthetic_train_size=1000000000"],
+         "data.synthetic_train_size must be between 1 and 1000000"),
+    Case("data.eval_resize_crop: 0.002", ["-o", "data.eval_resize_crop=0.002"], "data.eval_resize_crop must be at least 0.25"),
+    Case("data.std: 1e-45", ["-o", "data.std=[1.0e-45, 0.2, 0.2]"], "data.std must hold values between 0.001"),
+    Case("a NUL byte in train.output_dir", ["-c", "{tmp}/nul.yaml"], "train.output_dir must be a path (no NUL",
+         setup=yaml_text("nul.yaml", '_base_: BASE\ntrain:\n  output_dir: "a\\0b"\n')),
+    Case("an invalid regular expression in method.trainable", ["-o", "method.trainable=['head(']"],
+         "method.trainable holds 'head(', not a valid regular expression"),
+    Case("an invalid regular expression in optimizer.lr_mult", ["-o", "optimizer.lr_mult={{'[': 2.0}}"],
+         "optimizer.lr_mult holds '[', not a valid regular expression"),
+    Case("garbage in .lock", [], "names no process", setup=garbage_lock),
+    Case("--resume from a checkpoint with an empty optimizer state", ["--resume"], "its optimizer state does not fit",
+         setup=resume_with_metrics("")),
+    Case("--resume with metrics.jsonl lines that are not objects", ["--resume"],
+         "metrics.jsonl: line 1 is not a record of an epoch", setup=resume_with_metrics("[1, 2]\n3\n")),
+    Case("--resume with metrics.jsonl not UTF-8", ["--resume"], "metrics.jsonl: not UTF-8 text",
+         setup=resume_with_metrics(b'{"epoch": 1, "name": "\xff"}\n')),
     # The output folder.
     Case("output directory not writable", ["-o", "train.output_dir={tmp}/file/out"],
          "out: cannot write here (a file is in the way",

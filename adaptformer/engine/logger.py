@@ -71,6 +71,11 @@ class RunLogger:
             self._records.append(record)
             self._write_records()
 
+    def check_records(self) -> None:
+        """Read metrics.jsonl (as resuming will), so that a damaged one is refused up front."""
+        if self.enabled and os.path.exists(self.metrics_path):
+            read_records(self.metrics_path)
+
     def truncate_records(self, last_epoch: int) -> None:
         """On resume, drop records of epochs after the checkpoint (written before a crash)."""
         if not self.enabled or not os.path.exists(self.metrics_path):

@@ -20,7 +20,7 @@ import paddle
 import paddle.nn as nn
 
 from .. import freeze
-from ..errors import Interrupted
+from ..errors import Interrupted, short_reason
 from ..checkpoint import CheckpointError, load_checkpoint, read_resume_state, save_state
 from ..config import Config
 from ..data import eval_split
@@ -95,13 +95,18 @@ class Trainer:
         path = os.path.join(self.out, LAST)
         if not os.path.exists(path):
             raise CheckpointError(f"{path}: nothing to resume (no checkpoint in train.output_dir)")
+        self.logger.check_records()  # a damaged metrics.jsonl is refused before anything is restored
         state = read_resume_state(path)  # a weights-only file is refused here
         load_checkpoint(self.model, path, state=state["model"])  # every key and shape must match
         with warnings.catch_warnings():
             # LinearWarmup stores its inner schedule under an extra key, restores it,
             # and still warns that the key was "unused" (checked by the resume test).
             warnings.filterwarnings("ignore", message="There are some unused values in state_dict")
-            self.optimizer.set_state_dict(state["optimizer"])
+            try:
+                self.optimizer.set_state_dict(state["optimizer"])
+            except (AssertionError, KeyError, TypeError, ValueError, AttributeError) as e:
+                raise CheckpointError(f"{path}: its optimizer state does not fit this run's optimizer "
+                                      f"({short_reason(e)})") from None
         self.step.set_state_dict(state.get("loss_scaler", {}))
         self.start_epoch = int(state["epoch"]) + 1
         self.global_step = int(state["global_step"])
