@@ -25,6 +25,7 @@ def main() -> None:
     from adaptformer.config import load_config
     from adaptformer.engine import evaluate
     from adaptformer.engine.runs import resolve_run
+    from adaptformer.errors import quoted
     from adaptformer.files import check_outputs
     from adaptformer.files.run_folder import holds_run, record_written
     from adaptformer.utils import atomic_write_text, require_writable_dir
@@ -41,8 +42,9 @@ def main() -> None:
     print(f"checkpoint {checkpoint} (config {config})")
     print(f"{args.split} top-1 {result['top1']:.4f}" + (f"  top-5 {result['top5']:.4f}" if "top5" in result else "")
           + f"  loss {result['loss']:.4f}  on {result['num_samples']} images")
-    width = max(len(n) for n in result["class_names"])
-    for name, acc in result["per_class_accuracy"].items():
+    shown = {quoted(n): acc for n, acc in result["per_class_accuracy"].items()}
+    width = max(len(n) for n in shown)
+    for name, acc in shown.items():
         print(f"  {name:<{width}}  {acc:.4f}")
     if ours:
         record_written(folder, out_name)

@@ -61,6 +61,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from adaptformer.predict import IMAGE_EXTENSIONS, Predictor, expand_inputs, true_label
+    from adaptformer.errors import one_line, quoted
     from adaptformer.files import check_outputs
     from adaptformer.utils import atomic_write_text, require_writable_dir
 
@@ -77,15 +78,16 @@ def main() -> None:
     predictor = Predictor.from_trained(trained, batch_size=args.batch_size)
 
     for folder in empty:
-        print(f"{folder}: error: no image files in this folder (looked for {', '.join(IMAGE_EXTENSIONS)})")
+        print(f"{quoted(folder)}: error: no image files in this folder (looked for {', '.join(IMAGE_EXTENSIONS)})")
     progress = Progress(len(paths), enabled=any(os.path.isdir(i) for i in args.inputs))
     predictions = []
     for p in predictor.iter_predict(paths, topk=args.topk):
         predictions.append(p)
+        # Names are quoted when they hold a line break or other unprintable text: one line per image.
         if p.ok:
-            print(f"{p.source}: " + ", ".join(f"{name} {score:.2f}" for name, score in p.top), flush=True)
+            print(f"{quoted(p.source)}: " + ", ".join(f"{quoted(name)} {score:.2f}" for name, score in p.top), flush=True)
         else:
-            print(f"{p.source}: error: {p.error}", flush=True)
+            print(f"{quoted(p.source)}: error: {one_line(p.error)}", flush=True)
         progress.update(len(predictions))
     progress.close()
 

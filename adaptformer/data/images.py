@@ -49,12 +49,25 @@ def check_size(size: Tuple[int, int], max_pixels: Optional[int]) -> None:
                             f"{max_pixels:,} (decompression-bomb guard)")
 
 
+ROWS_PER_CHUNK = 256
+
+
+def _sixteen_to_eight_bit(img: Image.Image) -> Image.Image:
+    """value // 257 (257 = 65535 / 255: v * 257 -> v), clipped to 0..65535, a band of rows at a
+    time: no full-size wide copy (a 13000 x 13000 PNG would otherwise take gigabytes as int64)."""
+    width, height = img.size
+    out = np.empty((height, width), np.uint8)
+    for top in range(0, height, ROWS_PER_CHUNK):
+        rows = np.asarray(img.crop((0, top, width, min(height, top + ROWS_PER_CHUNK))))
+        np.floor_divide(np.clip(rows, 0, 65535), 257, out=out[top:top + rows.shape[0]], casting="unsafe")
+    return Image.fromarray(out)
+
+
 def to_rgb(img: Image.Image) -> Image.Image:
     """`img` (any PIL mode, EXIF orientation applied) as an 8-bit RGB image."""
     img = ImageOps.exif_transpose(img)
     if img.mode in SIXTEEN_BIT:
-        values = np.clip(np.asarray(img, dtype=np.int64), 0, 65535)
-        img = Image.fromarray((values // 257).astype(np.uint8))  # 257 = 65535 / 255: v * 257 -> v
+        img = _sixteen_to_eight_bit(img)
     elif img.mode in ("P", "PA"):
         img = img.convert("RGBA")  # PIL warns when a palette with transparency goes straight to RGB
     return img if img.mode == "RGB" else img.convert("RGB")
