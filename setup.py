@@ -15,7 +15,8 @@ setup(
     extras_require={
         # nbclient, nbformat, ipykernel: tests/test_notebook.py and tools/run_notebook.py run docs/notebook.ipynb
         # (tried: nbclient 0.11.0, nbformat 5.11.1, ipykernel 7.4.0 on Python 3.11).
-        "test": ["pytest", "nbclient", "nbformat", "ipykernel"],
+        # The ONNX packages too, so that the export tests run wherever the tests run (CI included).
+        "test": ["pytest", "nbclient", "nbformat", "ipykernel", "paddle2onnx>=2.1", "onnxruntime>=1.17"],
         # ONNX export (tools/export.py --onnx) and the onnxruntime benchmark; tried: paddle2onnx 2.1.0
         # (with onnx 1.17.0, onnxoptimizer 0.3.13) and onnxruntime 1.32.0 on Python 3.11, paddlepaddle 3.3.1.
         "onnx": ["paddle2onnx>=2.1", "onnxruntime>=1.17"],

@@ -347,5 +347,5 @@ def test_the_cpu_miniature_trains_a_step(tmp_path):
                       [f"train.output_dir={out}", "train.epochs=1", "data.synthetic_train_size=8",
                        "data.synthetic_eval_size=4", "data.batch_size=8"])
     summary = train(cfg)
-    assert summary["method"] == "adaptformer" and 0 <= summary["best_top1"] <= 100
+    assert summary["method"] == "adaptformer" and 0 <= summary["best_top1"] <= 1  # a fraction
     assert os.path.isfile(os.path.join(out, "tuned", "tuned.json"))

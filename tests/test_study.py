@@ -74,6 +74,12 @@ def test_a_run_chooses_its_epoch_on_val_and_tests_once(tmp_path):
     assert summary["test_images"] == len(labels) == 20
     assert summary["test_top1"] == pytest.approx(np.mean(np.array(predictions["best"]) == labels))
     assert summary["test_top1_last"] == pytest.approx(np.mean(np.array(predictions["last"]) == labels))
+    # The chosen epoch's weights are the ones tested: best.pdparams evaluated on its own agrees,
+    # image by image (a final test that never reloaded them would report the last epoch's).
+    from adaptformer.engine import evaluate
+
+    alone = evaluate(load_config(run_config(tmp_path)), str(out / "best.pdparams"), split="test")
+    assert alone["top1"] == pytest.approx(summary["test_top1"], abs=1e-9)
 
 
 def test_lr_mult_scales_the_update_of_matching_parameters(tmp_path):

@@ -1,8 +1,4 @@
 """TaskBank (adaptformer/tasks.py): several tuned tasks on one backbone whose tensors exist once."""
-import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import paddle
@@ -14,7 +10,7 @@ from adaptformer.methods import apply_method
 from adaptformer.models import create_model
 from adaptformer.tasks import TaskBank
 from adaptformer.tuned import save_tuned, tuned_state_names
-from conftest import ROOT, TINY_MODEL, train_steps
+from conftest import TINY_MODEL, train_steps
 
 X = paddle.to_tensor(np.random.default_rng(2).standard_normal((3, 3, 32, 32)).astype("float32"))
 TASKS = {  # name: (method section, classes)
@@ -109,26 +105,6 @@ def test_bank_errors(tmp_path):
     with pytest.raises(CheckpointError, match=r"'cls_token' is \[1, 1, 32\] .* in the task's model, \[1, 1, 64\]"):
         TaskBank(wide, log=lambda *a: None).add("a", folder)
     np.testing.assert_array_equal(bank(np.asarray(X.numpy())).numpy(), bank(X).numpy())  # arrays work too
-
-
-def test_memory_per_task_is_its_tuned_weights(tmp_path):
-    """ViT-B/16, AdaptFormer-64, 100 classes, three tasks of one shape (bench/task_memory.py, one
-    process per phase): the 2nd and 3rd task each grow the resident set by their tuned tensors,
-    within 10 % of their tuned.pdparams (4.8 MiB): no copy of the 330 MiB backbone, and no second
-    model (its layer objects alone, measured without tensors, would be most of that 10 %). The
-    child runs with a fixed glibc mmap threshold, so that freed tensors leave the resident set
-    (glibc's adaptive threshold keeps them in the heap, where they would both inflate and hide growth)."""
-    script = os.path.join(ROOT, "bench", "task_memory.py")
-    subprocess.run([sys.executable, script, "write", str(tmp_path)], check=True, timeout=600)
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
-    done = subprocess.run([sys.executable, script, "measure", str(tmp_path)], capture_output=True, text=True,
-                          check=True, timeout=600, env=env)
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    print(result)
-    assert result["layer_objects"] > 0.05 * result["file_size"][0]  # a second model would break the bound
-    for growth, size in zip(result["growth"][1:], result["file_size"][1:]):
-        assert size > 4.5 * 2**20  # the tuned tensors dominate what a task adds
-        assert 0.9 * size <= growth <= 1.1 * size  # the task's own tensors, and little else
 
 
 def test_tasks_of_one_shape_share_a_model_and_keep_their_own_weights(tmp_path):
