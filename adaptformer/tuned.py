@@ -33,7 +33,7 @@ from . import freeze
 from .backbone import create_backbone, load_backbone_weights
 from .checkpoint import check_keys, key_mismatch, read_state
 from .config import Config, ConfigError, from_dict, to_dict
-from .errors import CheckpointError, InputFileError, one_line
+from .errors import CheckpointError, InputFileError, one_line, quoted
 from .files import read_json
 from .methods import apply_method
 from .models.adapter import AdaptFormerAdapter
@@ -226,7 +226,7 @@ def load_tuned(model: nn.Layer, tuned_dir: str, force: bool = False, log=print,
     for n in tuned:
         held = (list(model_state[n].shape), _dtype(model_state[n]))
         if listed[n] != held:
-            raise CheckpointError(f"{meta_path}: tensors['{one_line(n)}'] is {listed[n][0]} {listed[n][1]}, "
+            raise CheckpointError(f"{meta_path}: tensors['{one_line(n)}'] is {listed[n][0]} {quoted(listed[n][1])}, "
                                   f"the model holds {held[0]} {held[1]}")
     found = fingerprint or backbone_fingerprint(model, tuned)
     expected = meta["backbone_fingerprint"]

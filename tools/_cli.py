@@ -34,12 +34,12 @@ def run(main) -> None:
     """Run main(); the package's own errors (adaptformer.errors.UserError: bad configs, files,
     outputs) and a diverged loss (FloatingPointError) print as one line and exit 2; Ctrl-C
     prints one line and exits 130."""
-    from adaptformer.errors import UserError
+    from adaptformer.errors import UserError, one_line
 
     try:
         main()
     except (UserError, FloatingPointError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)  # one line even if a value named in it holds a break
         sys.exit(2)
     except KeyboardInterrupt as e:
         print(str(e) or "interrupted", file=sys.stderr)

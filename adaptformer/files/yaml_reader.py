@@ -73,8 +73,9 @@ def _expanded_size(node, memo) -> int:
 
 def parse_yaml(text: str, where: str) -> Any:
     """`text` as YAML; ConfigError naming `where` for invalid YAML, or a document too large or deep."""
-    loader = _BoundedLoader(text)
+    loader = None
     try:
+        loader = _BoundedLoader(text)  # its reader refuses control characters at once
         node = loader.get_single_node()
         if node is None:
             return None
@@ -89,7 +90,8 @@ def parse_yaml(text: str, where: str) -> Any:
     except RecursionError:
         raise ConfigError(f"{where}: nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def read_yaml(path: str) -> Any:
