@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import os
 import random
+import signal
+import threading
 import time
 import warnings
 from typing import Dict, List, Optional
@@ -116,6 +118,17 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> Dict:
+        # Ctrl-C only sets a flag, checked between steps: a KeyboardInterrupt raised inside Paddle's
+        # backward pass comes out as an OSError from C++. A second Ctrl-C interrupts at once.
+        self._interrupted = False
+
+        def on_sigint(signum, frame):
+            if self._interrupted:
+                raise KeyboardInterrupt
+            self._interrupted = True
+
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, on_sigint) if in_main_thread else None
         try:
             return self._fit()
         except KeyboardInterrupt:
@@ -123,7 +136,13 @@ class Trainer:
             kept = f"last checkpoint kept: {last}" if os.path.exists(last) else "no checkpoint was saved yet"
             raise Interrupted(f"interrupted at epoch {self.epoch}, step {self.global_step}; {kept}") from None
         finally:
+            if in_main_thread:
+                signal.signal(signal.SIGINT, previous)
             self.logger.close()
+
+    def _check_interrupt(self) -> None:
+        if getattr(self, "_interrupted", False):
+            raise KeyboardInterrupt
 
     def _fit(self) -> Dict:
         cfg = self.cfg.train
@@ -136,6 +155,7 @@ class Trainer:
                 # DistributedBatchSampler shuffles with RandomState(epoch): fold the seed in.
                 sampler.set_epoch(epoch_seed(cfg.seed, epoch))
             start = time.time()
+            self._check_interrupt()
             train_stats = self.train_one_epoch(epoch)
             epoch_time = time.time() - start
             record = {"epoch": epoch, "step": self.global_step, "lr": self.optimizer.get_lr(), "epoch_time_s": epoch_time}
@@ -184,6 +204,7 @@ class Trainer:
             meter.update(logits.numpy(), labels.numpy(), loss_value * labels.shape[0])
             if not last:
                 continue
+            self._check_interrupt()
             self.step.update()
             lr = self.optimizer.get_lr()
             self.scheduler.step()
