@@ -216,6 +216,26 @@ def resume_with_metrics(lines: str) -> Callable[[Path], None]:
     return setup
 
 
+def cifar_with_test_labels_out_of_range(tmp: Path) -> None:
+    import cifar_archive
+
+    rng = np.random.default_rng(0)
+    batch = cifar_archive._batch(b"labels", "testing batch 1 of 1", np.arange(10), rng)
+    batch[b"labels"] = [99] * 10
+    cifar_archive.write_cifar_archive(str(tmp / "cifar-10-python.tar.gz"),
+                                      replace={"test_batch": cifar_archive._dump(batch)})
+
+
+def float8_safetensors(tmp: Path) -> None:
+    """A .safetensors file of one float8 tensor (a dtype NumPy has no type for), written by hand."""
+    import json
+    import struct
+
+    header = json.dumps({"w": {"dtype": "F8_E4M3", "shape": [4], "data_offsets": [0, 4]}}).encode()
+    header += b" " * (-len(header) % 8)
+    (tmp / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + b"\x38\x40\x48\x50")
+
+
 def fifo_in_image_folder(tmp: Path) -> None:
     image_folder(None)(tmp)
     os.mkfifo(tmp / "images" / "train" / "a" / "pipe.png")
@@ -301,6 +321,8 @@ CASES = [
          "pipe.pth: is a FIFO (named pipe), not a regular file", tool="convert_weights.py", setup=a_fifo("pipe.pth")),
     *[Case(f"a FIFO named .png in a class folder, num_workers {w}", folder_args(w), "pipe.png: is a FIFO",
            setup=fifo_in_image_folder) for w in (0, 2)],
+    Case("a float8 .safetensors given to convert_weights", ["{tmp}/model.safetensors", "{tmp}/x.pdparams"],
+         "model.safetensors: unreadable .safetensors", tool="convert_weights.py", setup=float8_safetensors),
     Case("config not UTF-8", ["-c", "{tmp}/latin1.yaml"], "latin1.yaml: not UTF-8 text (byte 0xe9",
          setup=yaml_text("latin1.yaml", "_base_: BASE\n# caf\xe9\n".encode("latin-1"))),
     Case("YAML of nested aliases (a billion nodes once expanded)", ["-c", "{tmp}/laughs.yaml"],
@@ -336,6 +358,11 @@ CASES = [
          "metrics.jsonl: line 1 is not a record of an epoch", setup=resume_with_metrics("[1, 2]\n3\n")),
     Case("--resume with metrics.jsonl not UTF-8", ["--resume"], "metrics.jsonl: not UTF-8 text",
          setup=resume_with_metrics(b'{"epoch": 1, "name": "\xff"}\n')),
+    Case("a CIFAR test batch with labels out of range, data.val_fraction 0.2 (read before training)",
+         ["-o", "data.dataset=cifar10", "-o", "data.data_file={tmp}/cifar-10-python.tar.gz", "-o", "model.num_classes=10",
+          "-o", "data.val_fraction=0.2"],
+         "the CIFAR-10 test data holds labels outside [0, 10) (10 of them, e.g. 99)",
+         setup=cifar_with_test_labels_out_of_range),
     # The output folder.
     Case("output directory not writable", ["-o", "train.output_dir={tmp}/file/out"],
          "out: cannot write here (a file is in the way",

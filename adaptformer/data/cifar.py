@@ -261,7 +261,12 @@ def read_split(path: str, source: str, kind: CifarKind, mode: str) -> Tuple[np.n
         labels.append(batch_labels)
     if not images or not sum(map(len, labels)):
         raise DataError(f"{path} ({source}): no {kind.title} {mode} images of 3x32x32 found")
-    return np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels)
+    labels = np.concatenate(labels)
+    outside = labels[(labels < 0) | (labels >= kind.num_classes)]
+    if outside.size:
+        raise DataError(f"{path} ({source}): {purpose} holds labels outside [0, {kind.num_classes}) "
+                        f"({outside.size} of them, e.g. {int(outside[0])}); {_expected(kind)}")
+    return np.ascontiguousarray(np.concatenate(images)), labels
 
 
 class CifarImages(paddle.io.Dataset):

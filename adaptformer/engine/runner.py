@@ -143,6 +143,8 @@ def _train(cfg: Config, resume: bool, overwrite: bool = False) -> Dict:
     params = freeze.summary(model)
     log(f"method {cfg.method.name}: {params}")
     train_loader, eval_loader, names = build_loaders(cfg)
+    if eval_split(cfg.data) != "test":
+        build_dataset(cfg.data, "test")  # read (and checked) now, not after the last epoch
     earlier = prepare_output_dir(cfg, resume, overwrite)
     log(f"resolved config: {os.path.join(cfg.train.output_dir, 'config.yaml')}")
     trainer = Trainer(cfg, model, train_loader, eval_loader, names)
