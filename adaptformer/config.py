@@ -46,62 +46,22 @@ class ModelConfig:
     kwargs: Dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class AdaptFormerConfig:
-    """AdaptFormer (Chen et al. 2022): s * Up(ReLU(Down(x))) beside (or after) each block's MLP."""
+def _method_config_class() -> type:
+    """method: name, trainable, and one section per method that has settings (methods/registry.py)."""
+    from .methods.registry import METHODS
 
-    bottleneck: int = 64
-    scale: float = 0.1
-    learnable_scale: bool = True
-    dropout: float = 0.1
-    position: str = "parallel"  # parallel | sequential
-    adapter_input: str = "stream"  # stream (official) | ln2 (community notebook)
-    blocks: Optional[List[int]] = None  # block indices that get adapters; None = all
-
-
-@dataclass
-class VPTConfig:
-    """Visual prompt tuning (Jia et al. 2022): learnable tokens after the class token."""
-
-    num_tokens: int = 10
-    deep: bool = True  # deep: a fresh set before every block; shallow: before the first only
-    dropout: float = 0.0  # on the prompt tokens
+    fields = [("name", str, field(default="adaptformer")), ("trainable", List[str], field(default_factory=list))]
+    fields += [(s.name, s.section, field(default_factory=s.section)) for s in METHODS.values() if s.section]
+    cls = dataclasses.make_dataclass("MethodConfig", fields, namespace={
+        "names": property(lambda self: [n.strip() for n in self.name.split("+")]),
+        "__doc__": "One method or several joined by '+', e.g. \"adaptformer+vpt\"; `trainable`: extra "
+                   "parameter patterns on top of the methods' own (freeze.py); one section per method's settings.",
+    })
+    cls.__module__ = __name__
+    return cls
 
 
-@dataclass
-class HoulsbyAdapterConfig:
-    """Adapter (Houlsby et al. 2019, as the ModelScope card uses it): h + Up(GELU(Down(h))) after the MLP."""
-
-    bottleneck: int = 10  # the card's adapter_length
-    blocks: Optional[List[int]] = None
-
-
-@dataclass
-class LoRAConfig:
-    """LoRA (Hu et al. 2021): W x + (alpha / rank) * B A x on chosen projections, B starting at zero."""
-
-    rank: int = 8
-    alpha: float = 8.0
-    targets: List[str] = field(default_factory=lambda: ["q", "v"])  # of q, k, v, proj, fc1, fc2
-    dropout: float = 0.0
-    blocks: Optional[List[int]] = None
-
-
-@dataclass
-class MethodConfig:
-    # One method or several joined by '+', e.g. "adaptformer+vpt" (see adaptformer/methods/).
-    # full: everything trains; linear: the head; the others: their own modules + the head.
-    name: str = "adaptformer"
-    # Extra trainable parameter patterns on top of the method's own (see freeze.py).
-    trainable: List[str] = field(default_factory=list)
-    adaptformer: AdaptFormerConfig = field(default_factory=AdaptFormerConfig)
-    vpt: VPTConfig = field(default_factory=VPTConfig)
-    adapter: HoulsbyAdapterConfig = field(default_factory=HoulsbyAdapterConfig)
-    lora: LoRAConfig = field(default_factory=LoRAConfig)
-
-    @property
-    def names(self) -> List[str]:
-        return [n.strip() for n in self.name.split("+")]
+MethodConfig = _method_config_class()
 
 
 @dataclass
@@ -253,10 +213,7 @@ class StudyConfig:
     compare: List[List[str]] = field(default_factory=list)
 
 
-METHODS = ("full", "linear", "adaptformer", "vpt", "adapter", "lora", "bitfit")
 # The `method:` sub-sections; each is read only when its method is chosen.
-METHOD_SECTIONS = ("adaptformer", "vpt", "adapter", "lora")
-LORA_TARGETS = ("q", "k", "v", "proj", "fc1", "fc2")
 CHOICES = {
     "model.pos_embed_interpolation": ("bicubic", "bilinear"),
     "method.adaptformer.position": ("parallel", "sequential"),
@@ -472,13 +429,16 @@ def _build(cls, data: Any, origin: Dict[str, str], default_src: str, prefix: str
     return cls(**kwargs)
 
 
-# Methods that cannot be joined with '+': full and linear already say what trains; two
-# methods that both fill a block's adapter slot cannot share it.
-EXCLUSIVE = ("full", "linear")
-CONFLICTS = (("adaptformer", "adapter"),)
+def method_sections() -> List[str]:
+    from .methods.registry import sections
+
+    return sections()
 
 
-def _check_method(m: MethodConfig, origin: Dict[str, str], fail) -> None:
+def _check_method(m, origin: Dict[str, str], fail) -> None:
+    """method.name against the registry (methods/registry.py), then each chosen method's settings."""
+    from .methods.registry import METHODS
+
     names = m.names
     for n in names:
         if n not in METHODS:
@@ -486,33 +446,37 @@ def _check_method(m: MethodConfig, origin: Dict[str, str], fail) -> None:
     if len(set(names)) != len(names):
         fail("method.name", f"names a method twice: {m.name!r}")
     if len(names) > 1:
-        for n in EXCLUSIVE:
-            if n in names:
+        slots: Dict[str, str] = {}
+        for n in names:
+            spec = METHODS[n]
+            if spec.exclusive:
                 fail("method.name", f"{n!r} cannot be combined with other methods, got {m.name!r}")
-        for a, b in CONFLICTS:
-            if a in names and b in names:
-                fail("method.name", f"{a!r} and {b!r} both put a module in each block's adapter slot")
-    for section in METHOD_SECTIONS:
-        if section not in names:
+            if spec.slot in slots:
+                fail("method.name", f"{slots[spec.slot]!r} and {n!r} both put a module in each block's {spec.slot} slot")
+            if spec.slot:
+                slots[spec.slot] = n
+    for spec in METHODS.values():
+        if spec.section is not None and spec.name not in names:
             for key in origin:
-                if key.startswith(f"method.{section}."):
-                    fail(key, f"is a setting of method {section!r}; method.name is {m.name!r}")
-    positive = {
-        "method.adaptformer.bottleneck": m.adaptformer.bottleneck,
-        "method.vpt.num_tokens": m.vpt.num_tokens,
-        "method.adapter.bottleneck": m.adapter.bottleneck,
-        "method.lora.rank": m.lora.rank,
-    }
-    for key, value in positive.items():
-        if value < 1:
-            fail(key, f"must be >= 1, got {value}")
-    for key, value in (("method.adaptformer.dropout", m.adaptformer.dropout), ("method.vpt.dropout", m.vpt.dropout),
-                       ("method.lora.dropout", m.lora.dropout)):
-        if not 0.0 <= value < 1.0:
-            fail(key, f"must be in [0, 1), got {value}")
-    bad = [t for t in m.lora.targets if t not in LORA_TARGETS]
-    if bad or not m.lora.targets or len(set(m.lora.targets)) != len(m.lora.targets):
-        fail("method.lora.targets", f"must be distinct names from {list(LORA_TARGETS)}, got {m.lora.targets}")
+                if key.startswith(f"method.{spec.name}."):
+                    fail(key, f"is a setting of method {spec.name!r}; method.name is {m.name!r}")
+    for n in names:
+        spec = METHODS[n]
+        if spec.section is None:
+            continue
+        section = getattr(m, n)
+
+        def fail_in(key: str, msg: str, n=n):
+            fail(f"method.{n}.{key}", msg)
+
+        for key in spec.positive:
+            if getattr(section, key) < 1:
+                fail_in(key, f"must be >= 1, got {getattr(section, key)}")
+        for key in spec.fractions:
+            if not 0.0 <= getattr(section, key) < 1.0:
+                fail_in(key, f"must be in [0, 1), got {getattr(section, key)}")
+        if spec.check is not None:
+            spec.check(section, fail_in)
 
 
 def _check_consistency(cfg: Config, origin: Dict[str, str], src: str) -> None:
@@ -657,7 +621,7 @@ def load_config(
         section = data.setdefault("method", {})
         if not isinstance(section, dict):
             raise ConfigError(f"{path}: method must be a mapping, got {section!r}")
-        for name in METHOD_SECTIONS:
+        for name in method_sections():
             if name not in chosen and section.pop(name, None) is not None:
                 for key in [k for k in origin if k.startswith(f"method.{name}.")]:
                     del origin[key]
@@ -729,7 +693,7 @@ def to_dict(cfg) -> Dict[str, Any]:
     if isinstance(cfg, Config):
         # Settings of methods not chosen are errors, so a saved config must not carry them.
         chosen = cfg.method.names
-        data["method"] = {k: v for k, v in data["method"].items() if k not in METHOD_SECTIONS or k in chosen}
+        data["method"] = {k: v for k, v in data["method"].items() if k not in method_sections() or k in chosen}
     return data
 
 

@@ -36,9 +36,8 @@ from .config import Config, ConfigError, from_dict, to_dict
 from .errors import CheckpointError, InputFileError, one_line, quoted
 from .files import read_json
 from .methods import apply_method
-from .models.adapter import AdaptFormerAdapter
-from .models.lora import LoRALinear, is_merged
-from .models.prompt import PromptTokens
+from .methods.registry import method_layer_classes
+from .models.lora import is_merged
 from .utils import atomic_write, atomic_write_text, remove_stale_temp_files
 
 FORMAT = "adaptformer-tuned/1"
@@ -87,7 +86,8 @@ def backbone_fingerprint(model: nn.Layer, tuned_names) -> str:
 
 
 def _method_modules(model: nn.Layer) -> List[nn.Layer]:
-    return [layer for layer in model.sublayers() if isinstance(layer, (AdaptFormerAdapter, PromptTokens, LoRALinear))]
+    """The layers a method inserted (every method's own list, methods/registry.py)."""
+    return [layer for layer in model.sublayers() if isinstance(layer, method_layer_classes())]
 
 
 def _refuse_merged(model: nn.Layer, where: str) -> None:

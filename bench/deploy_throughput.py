@@ -28,7 +28,8 @@ import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 import yaml  # noqa: E402
 
-from adaptformer.config import AdaptFormerConfig, MethodConfig  # noqa: E402
+from adaptformer.config import MethodConfig  # noqa: E402
+from adaptformer.methods.adaptformer import AdaptFormerConfig  # noqa: E402
 from adaptformer.export import InferenceModel, convert_onnx, onnx_available, onnx_session, save_inference  # noqa: E402
 from adaptformer.methods import apply_method  # noqa: E402
 from adaptformer.models import create_model  # noqa: E402

@@ -1,7 +1,9 @@
 """FLOPs per training step, against closed forms of the ViT's matrix products."""
 import pytest
 
-from adaptformer.config import AdaptFormerConfig, MethodConfig, VPTConfig
+from adaptformer.config import MethodConfig
+from adaptformer.methods.adaptformer import AdaptFormerConfig
+from adaptformer.methods.vpt import VPTConfig
 from adaptformer.engine.flops import count_flops
 from adaptformer.methods import apply_method
 from adaptformer.models import create_model

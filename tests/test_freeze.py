@@ -3,7 +3,8 @@ import paddle
 import pytest
 
 from adaptformer import freeze
-from adaptformer.config import AdaptFormerConfig, MethodConfig
+from adaptformer.config import MethodConfig
+from adaptformer.methods.adaptformer import AdaptFormerConfig
 from adaptformer.methods import apply_method
 from adaptformer.models import create_model
 from conftest import snapshot, train_steps

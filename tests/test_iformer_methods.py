@@ -10,7 +10,10 @@ import conftest
 import pytest
 
 from adaptformer import freeze
-from adaptformer.config import AdaptFormerConfig, ConfigError, HoulsbyAdapterConfig, LoRAConfig, MethodConfig, from_dict
+from adaptformer.config import ConfigError, MethodConfig, from_dict
+from adaptformer.methods.adaptformer import AdaptFormerConfig
+from adaptformer.methods.adapter import HoulsbyAdapterConfig
+from adaptformer.methods.lora import LoRAConfig
 from adaptformer.methods import apply_method
 from adaptformer.models import InceptionTransformer, create_model, load_pretrained
 from adaptformer.models.lora import LoRALinear, merge_lora

@@ -7,7 +7,11 @@ import pytest
 
 from adaptformer import freeze
 from adaptformer.checkpoint import load_checkpoint, save_state
-from adaptformer.config import AdaptFormerConfig, HoulsbyAdapterConfig, LoRAConfig, MethodConfig, VPTConfig
+from adaptformer.config import MethodConfig
+from adaptformer.methods.adaptformer import AdaptFormerConfig
+from adaptformer.methods.adapter import HoulsbyAdapterConfig
+from adaptformer.methods.lora import LoRAConfig
+from adaptformer.methods.vpt import VPTConfig
 from adaptformer.methods import apply_method
 from adaptformer.models import create_model
 from adaptformer.models.linear import Linear
@@ -178,3 +182,29 @@ def test_composed_methods_train_end_to_end(tiny_config):
                                           "vpt": {"num_tokens": 2}, "lora": {"rank": 2}}, train={"epochs": 1}))
     summary = train(cfg)
     assert summary["method"] == "adaptformer+vpt+lora" and 0 < summary["trainable_percent"] < 100
+
+
+def test_every_method_module_is_registered_and_its_layers_are_known_to_tuned_weights():
+    """A method is one module of adaptformer/methods defining SPEC: the registry finds it, the config
+    gets its section, and tuned.py recognises the layers it inserts (a layer class missing there
+    would make loading tuned weights apply the method a second time)."""
+    import importlib
+    import pkgutil
+
+    import adaptformer.methods as package
+    from adaptformer.methods import METHODS
+    from adaptformer.tuned import _method_modules
+
+    defined = {getattr(importlib.import_module(f"adaptformer.methods.{m.name}"), "SPEC").name
+               for m in pkgutil.iter_modules(package.__path__)
+               if hasattr(importlib.import_module(f"adaptformer.methods.{m.name}"), "SPEC")}
+    assert set(METHODS) == defined and {"full", "linear", "adaptformer", "vpt", "adapter", "lora", "bitfit"} <= defined
+    for name, spec in METHODS.items():
+        assert (spec.section is not None) == hasattr(MethodConfig(), name), name
+        if spec.exclusive:
+            continue
+        model = create_model("vit_tiny_patch4_32", num_classes=3, depth=2, embed_dim=32, num_heads=2)
+        apply_method(model, method(name))
+        inserted = _method_modules(model)
+        assert bool(inserted) == bool(spec.modules()), name
+        assert all(isinstance(layer, spec.modules()) for layer in inserted), name

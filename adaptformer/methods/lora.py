@@ -4,18 +4,36 @@ q/k/v as slices of a fused qkv projection, proj, fc1, fc2); a target a block doe
 one-line error listing the ones it has."""
 from __future__ import annotations
 
-from typing import List
+from dataclasses import dataclass, field
+from typing import List, Optional
 
-import paddle.nn as nn
-
-from ..config import MethodConfig
-from ..models.lora import LoRALinear
-from ._backbone import chosen_blocks
+from .registry import MethodSpec
 
 TRAINS = [r"lora_\w+"]
+TARGETS = ("q", "k", "v", "proj", "fc1", "fc2")
 
 
-def add_lora(model: nn.Layer, cfg: MethodConfig) -> List[str]:
+@dataclass
+class LoRAConfig:
+    """LoRA (Hu et al. 2021): W x + (alpha / rank) * B A x on chosen projections, B starting at zero."""
+
+    rank: int = 8
+    alpha: float = 8.0
+    targets: List[str] = field(default_factory=lambda: ["q", "v"])  # of q, k, v, proj, fc1, fc2
+    dropout: float = 0.0
+    blocks: Optional[List[int]] = None
+
+
+def check(section: LoRAConfig, fail) -> None:
+    targets = section.targets
+    if not targets or len(set(targets)) != len(targets) or any(t not in TARGETS for t in targets):
+        fail("targets", f"must be distinct names from {list(TARGETS)}, got {targets}")
+
+
+def attach(model, cfg) -> List[str]:
+    from ..models.lora import LoRALinear
+    from ._backbone import chosen_blocks
+
     lora = cfg.lora
     blocks, indices = chosen_blocks(model, "lora", lora.blocks)
     for i in indices:
@@ -38,3 +56,13 @@ def add_lora(model: nn.Layer, cfg: MethodConfig) -> List[str]:
             spans = {t: (span if span is not None else (0, out)) for t, span in parts.items()}
             setattr(parent, attribute, LoRALinear(base, spans, lora.rank, lora.alpha, lora.dropout))
     return TRAINS
+
+
+def lora_layers():
+    from ..models.lora import LoRALinear
+
+    return (LoRALinear,)
+
+
+SPEC = MethodSpec("lora", section=LoRAConfig, positive=("rank",), fractions=("dropout",), check=check,
+                  attach=attach, modules=lora_layers, order=5)

@@ -3,17 +3,27 @@
 them (TunableModel.prompt_shape); the others say why not, in one line."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import List
 
-import paddle.nn as nn
-
-from ..config import ConfigError, MethodConfig
-from ._backbone import tunable
+from ..errors import ConfigError
+from .registry import MethodSpec
 
 TRAINS = ["prompt"]
 
 
-def add_prompts(model: nn.Layer, cfg: MethodConfig) -> List[str]:
+@dataclass
+class VPTConfig:
+    """Visual prompt tuning (Jia et al. 2022): learnable tokens after the class token."""
+
+    num_tokens: int = 10
+    deep: bool = True  # deep: a fresh set before every block; shallow: before the first only
+    dropout: float = 0.0  # on the prompt tokens
+
+
+def attach(model, cfg) -> List[str]:
+    from ._backbone import tunable
+
     backbone = tunable(model, "vpt")
     try:
         backbone.prompt_shape()
@@ -21,3 +31,13 @@ def add_prompts(model: nn.Layer, cfg: MethodConfig) -> List[str]:
         raise ConfigError(f"method 'vpt' does not apply: {e}") from None
     backbone.add_prompts(cfg.vpt.num_tokens, deep=cfg.vpt.deep, dropout=cfg.vpt.dropout)
     return TRAINS
+
+
+def prompt_layers():
+    from ..models.prompt import PromptTokens
+
+    return (PromptTokens,)
+
+
+SPEC = MethodSpec("vpt", section=VPTConfig, positive=("num_tokens",), fractions=("dropout",), attach=attach,
+                  modules=prompt_layers, order=3)

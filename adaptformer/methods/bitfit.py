@@ -1,0 +1,9 @@
+"""BitFit (Ben Zaken et al., ACL 2022): every bias trains, BatchNorm's included."""
+from .registry import MethodSpec
+
+
+def attach(model, cfg):
+    return ["bias"]
+
+
+SPEC = MethodSpec("bitfit", attach=attach, order=6)
