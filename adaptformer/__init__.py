@@ -1,4 +1,6 @@
 """AdaptFormer and parameter-efficient fine-tuning of Vision Transformers in PaddlePaddle."""
+import importlib.abc
+import importlib.util
 import os
 import sys
 import warnings
@@ -41,23 +43,47 @@ def _usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _use_every_core() -> None:
+def _use_every_core(paddle) -> None:
     # Paddle's CPU kernels run on one thread unless told otherwise (a float32 GEMM here ran
     # at about half the 2-thread rate). Setting OMP_NUM_THREADS before import works but makes
     # Paddle print "PLEASE USE OMP_NUM_THREADS WISELY" on every start; its own call after
     # import sets the same OpenMP/MKL thread count silently (bench/threads.py). Paddle
     # also writes OMP_NUM_THREADS=1 into the environment when it is unset; that is taken out
     # again so that child processes start from the user's environment, not from "1".
-    user_set = "OMP_NUM_THREADS" in os.environ
-    import paddle
-
-    if not user_set:
+    if not _USER_SET_THREADS:
         os.environ.pop("OMP_NUM_THREADS", None)
         paddle.base.core.set_num_threads(_usable_cores())
 
 
+def _when_paddle_loads(setup) -> None:
+    """setup(paddle) at once if Paddle is loaded, else right after its first import: importing the
+    package (its errors, config validation, the file readers) does not load Paddle itself."""
+    if "paddle" in sys.modules:
+        setup(sys.modules["paddle"])
+        return
+
+    class AfterPaddle(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name != "paddle":
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.util.find_spec(name)
+            if spec is not None and spec.loader is not None:
+                load = spec.loader.exec_module
+
+                def exec_module(module):
+                    load(module)
+                    setup(module)
+
+                spec.loader.exec_module = exec_module
+            return spec
+
+    sys.meta_path.insert(0, AfterPaddle())
+
+
+_USER_SET_THREADS = "OMP_NUM_THREADS" in os.environ
 _prefer_fast_mkl_on_amd()
 _prefer_copies_to_strided_views()
 # Paddle warns on every import that ccache (for compiling C++ extensions) is absent; nothing here compiles.
 warnings.filterwarnings("ignore", message="No ccache found")
-_use_every_core()
+_when_paddle_loads(_use_every_core)

@@ -46,3 +46,21 @@ def test_threads_default_to_the_usable_cores_silently_unless_set():
                               capture_output=True, text=True, timeout=120)
         assert proc.stdout.strip().splitlines()[-1] == expected, proc.stderr
         assert "OMP_NUM_THREADS WISELY" not in proc.stderr
+
+
+LAYERING_PROBE = """
+import sys
+import adaptformer.errors, adaptformer.files, adaptformer.methods
+from adaptformer.config import load_config
+cfg = load_config("configs/cpu/smoke_synthetic.yaml", ["model.name=iformer_small"], method="lora")
+print("paddle" in sys.modules, cfg.method.lora.rank)
+"""
+
+
+def test_validating_a_config_does_not_load_paddle():
+    """Errors, file readers, the method registry and config validation (model names included) are
+    layered below the model code: checking a YAML file needs no Paddle."""
+    proc = subprocess.run([sys.executable, "-c", LAYERING_PROBE], cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "False 8"

@@ -6,9 +6,7 @@
 
     iformer = create_model("iformer_small", num_classes=10)   # Inception Transformer (iformer.py)
 """
-from . import factories as _factories  # noqa: F401  (registers the named models)
-from . import iformer as _iformer  # noqa: F401  (registers iformer_small/base/large and their _384 variants)
-from .adapter import AdaptFormerAdapter
+from . import factories as _factories  # noqa: F401  (registers the named models; needs no Paddle)
 from .factories import (
     vit_base_patch3_32,
     vit_base_patch4_32,
@@ -18,10 +16,21 @@ from .factories import (
     vit_tiny_patch4_32,
     vit_tiny_patch16_224,
 )
-from .iformer import InceptionTransformer
 from .registry import create_model, list_models, register_model
-from .vit import Block, VisionTransformer
-from ..weights import load_pretrained  # noqa: E402  (the loader belongs with the models users build)
+
+# The model classes import Paddle: loaded on first use, so that the names above (and config
+# validation, which checks model.name against them) do not load it.
+_LAZY = {"AdaptFormerAdapter": ".adapter", "Block": ".vit", "VisionTransformer": ".vit",
+         "InceptionTransformer": ".iformer", "load_pretrained": "..weights"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AdaptFormerAdapter",

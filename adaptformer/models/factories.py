@@ -1,11 +1,13 @@
-"""Named ViT sizes. Each factory only sets dimensions; keyword arguments override them."""
+"""The named models. Each factory only sets dimensions (keyword arguments override them) and
+imports its model's code when called, so the names are known without Paddle (config validation)."""
 from __future__ import annotations
 
 from .registry import register_model
-from .vit import VisionTransformer
 
 
-def _vit(defaults: dict, overrides: dict) -> VisionTransformer:
+def _vit(defaults: dict, overrides: dict):
+    from .vit import VisionTransformer
+
     return VisionTransformer(**{**defaults, **overrides})
 
 
@@ -55,3 +57,21 @@ def vit_base_patch4_32(**kw):
 @register_model
 def vit_tiny_patch4_32(**kw):
     return _vit(dict(patch_size=4, **_TINY, **_CIFAR_SEED), kw)
+
+
+def _iformer(size: str, img_size: int):
+    """iformer_<size> (224) or iformer_<size>_<img_size>: the Inception Transformer (models/iformer.py)."""
+    name = f"iformer_{size}" if img_size == 224 else f"iformer_{size}_{img_size}"
+
+    def build(**kw):
+        from .iformer import build_iformer
+
+        return build_iformer(size, img_size, **kw)
+
+    build.__name__ = build.__qualname__ = name
+    return register_model(build)
+
+
+for _size in ("small", "base", "large"):
+    for _img_size in (224, 384):
+        _iformer(_size, _img_size)

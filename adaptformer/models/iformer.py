@@ -42,7 +42,6 @@ import paddle.nn.functional as F
 
 from .layers import BatchNorm2D, DropPath, Mlp
 from .linear import Linear
-from .registry import register_model
 from .tuning import LinearSite, TunableBlock, TunableModel, fused_qkv_sites
 
 _trunc_normal = nn.initializer.TruncatedNormal(std=0.02)
@@ -362,23 +361,9 @@ _SIZES = {
 }
 
 
-def _factory(size: str, img_size: int):
-    """Register iformer_<size> (224) or iformer_<size>_<img_size>: the official settings, which
-    keyword arguments override. The 384 releases are the same networks with position
-    embeddings stored for 384x384 inputs."""
-    name = f"iformer_{size}" if img_size == 224 else f"iformer_{size}_{img_size}"
-
-    def build(**kw) -> InceptionTransformer:
-        defaults = dict(img_size=img_size, use_layer_scale=True, layer_scale_init_value=1e-6, **_SIZES[size])
-        return InceptionTransformer(**{**defaults, **kw})
-
-    build.__name__ = build.__qualname__ = name
-    return register_model(build)
-
-
-iformer_small = _factory("small", 224)
-iformer_base = _factory("base", 224)
-iformer_large = _factory("large", 224)
-iformer_small_384 = _factory("small", 384)
-iformer_base_384 = _factory("base", 384)
-iformer_large_384 = _factory("large", 384)
+def build_iformer(size: str, default_img_size: int, **kw) -> "InceptionTransformer":
+    """iformer_<size> (224) or iformer_<size>_<img_size> (models/factories.py registers the names):
+    the official settings, which keyword arguments override. The 384 releases are the same
+    networks with position embeddings stored for 384x384 inputs."""
+    defaults = dict(img_size=default_img_size, use_layer_scale=True, layer_scale_init_value=1e-6, **_SIZES[size])
+    return InceptionTransformer(**{**defaults, **kw})
