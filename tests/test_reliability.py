@@ -91,12 +91,12 @@ def test_each_base_file_is_read_once_however_often_it_is_named(tmp_path, monkeyp
         for side in "ab":
             (tmp_path / f"l{i}{side}.yaml").write_text(f"_base_: l{i + 1}.yaml\n")
         (tmp_path / f"l{i}.yaml").write_text(f"_base_: [l{i}a.yaml, l{i}b.yaml]\n")
-    import adaptformer.config as config
+    from adaptformer.config import loading
 
     reads = []
-    original = config.read_yaml
-    monkeypatch.setattr(config, "read_yaml", lambda p: reads.append(p) or original(p))
-    data = config._load_with_bases(str(tmp_path / "l0.yaml"), {})
+    original = loading.read_yaml
+    monkeypatch.setattr(loading, "read_yaml", lambda p: reads.append(p) or original(p))
+    data = loading._load_with_bases(str(tmp_path / "l0.yaml"), {})
     assert data == {"train": {"epochs": 1}}
     assert len(reads) == len(set(reads)) == 3 * depth + 1
 

@@ -3,7 +3,7 @@
 A checkpoint expects its inputs normalised the way it was trained: compare a
 config's data.mean / data.std with these (e.g. torchvision and MAE weights use
 IMAGENET; Google's original JAX ViT weights use INCEPTION, i.e. pixels in [-1, 1]).
-The CIFAR statistics that DataConfig defaults to are in adaptformer/config.py.
+The CIFAR statistics that DataConfig defaults to are in adaptformer/config/schema.py.
 """
 from __future__ import annotations
 
