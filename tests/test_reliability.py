@@ -188,8 +188,14 @@ def test_the_manifest_decides_what_a_run_owns(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(ConfigError, match=r"holds files no run of this package wrote \(notes.txt"):
+    with pytest.raises(ConfigError, match=r"holds files no run of this package wrote \(notes.txt; no "):
         check_folder(str(out), resume=False, overwrite=True)
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "config.yaml").write_text("train: {}\n")  # a run folder written before the manifest existed
+    with pytest.raises(ConfigError, match="a run of a version before the manifest: move it aside"):
+        check_folder(str(legacy), resume=False, overwrite=True)
+    check_folder(str(legacy), resume=True, overwrite=False)  # --resume deletes nothing: allowed
     record_written(str(out), "best.pdparams", "vdl")
     (out / "best.pdparams").write_bytes(b"w")
     (out / "vdl").mkdir()

@@ -179,8 +179,9 @@ def check_folder(folder: str, resume: bool, overwrite: bool) -> None:
     if not entries or resume:
         return
     if not holds_run(folder):
+        earlier = " (a run of a version before the manifest: move it aside)" if "config.yaml" in entries else ""
         raise ConfigError(f"train.output_dir: {folder} holds files no run of this package wrote "
-                          f"({short_list(entries, 4)}; no {MANIFEST}); choose an empty or new folder")
+                          f"({short_list(entries, 4)}; no {MANIFEST}){earlier}; choose an empty or new folder")
     if not overwrite:
         raise ConfigError(f"train.output_dir: {folder} already holds a run ({short_list(entries, 4)}); "
                           "pass --resume to continue it or --overwrite to replace it")
