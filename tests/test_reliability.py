@@ -253,3 +253,13 @@ def test_ctrl_c_says_where_training_stopped_and_releases_the_folder(tiny_config,
     assert len(lines) == 1 and lines[0].startswith("interrupted at epoch "), stderr[-2000:]
     assert f"last checkpoint kept: {os.path.join(out, 'last.pdckpt')}" in lines[0]
     assert not os.path.exists(os.path.join(out, ".lock"))
+
+
+def test_an_unreadable_image_whose_name_holds_a_line_break_is_named_on_one_line(tmp_path):
+    from adaptformer.data.folder import load_rgb
+
+    path = tmp_path / "a\nb.png"
+    path.write_bytes(b"not an image")
+    with pytest.raises(DataError) as raised:
+        load_rgb(str(path))
+    assert "\n" not in str(raised.value) and "a\\nb.png" in str(raised.value)

@@ -34,7 +34,7 @@ from paddle.vision.datasets.folder import IMG_EXTENSIONS
 from PIL import Image
 
 from adaptformer.data import DataError
-from adaptformer.errors import short_reason
+from adaptformer.errors import one_line, quoted, short_reason
 from adaptformer.data.images import is_hidden, open_rgb, walk_images
 
 EVAL_SPLITS = ("val", "test")
@@ -47,7 +47,8 @@ def load_rgb(path: str) -> Image.Image:
         return open_rgb(path)
     except Exception as e:
         fix = "replace or remove it under data.data_dir"
-        raise DataError(f"{path}: cannot read this image ({short_reason(e)}); {fix}") from None
+        # quoted: a file name holding a line break cannot forge a line of the training log
+        raise DataError(f"{quoted(path)}: cannot read this image ({one_line(short_reason(e))}); {fix}") from None
 
 
 def _root(data_cfg) -> str:
