@@ -27,6 +27,7 @@ import numpy as np
 from .data.transforms import BICUBIC, eval_resize_size
 from .errors import ExportError, one_line
 from .files import read_json
+from .files.run_folder import pid_alive
 from .models.lora import merge_lora
 from .trained import TrainedModel
 from .utils import OutputError, atomic_write, atomic_write_text, describe_os_error
@@ -69,15 +70,8 @@ def _remove_abandoned_staging(folder: str, base: str) -> None:
     """Staging folders of exports to the same prefix whose process is gone (killed with -9)."""
     for name in os.listdir(folder):
         parts = name.rsplit(".", 3)  # ".<base>.<pid>.<random>.export" -> ["." + base, pid, random, "export"]
-        if len(parts) == 4 and parts[0] == "." + base and parts[3] == STAGING_SUFFIX[1:] and parts[1].isdigit():
-            pid = int(parts[1])
-            try:
-                os.kill(pid, 0)
-                continue  # still running
-            except ProcessLookupError:
-                pass
-            except PermissionError:
-                continue
+        if (len(parts) == 4 and parts[0] == "." + base and parts[3] == STAGING_SUFFIX[1:] and parts[1].isdigit()
+                and not pid_alive(int(parts[1]))):
             shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
 
 

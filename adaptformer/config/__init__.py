@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import yaml
 
 from ..errors import ConfigError  # noqa: F401  (raised here; defined with the other errors)
-from .build import _build, _where  # noqa: F401
+from .build import _build
 from .checks import _check_consistency, method_sections  # noqa: F401
 from .loading import _load_with_bases, _record_origin, apply_overrides, load_yaml, parse_override  # noqa: F401
 from .schema import (  # noqa: F401  (the schema's classes are part of the public API)

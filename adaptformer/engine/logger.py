@@ -26,6 +26,7 @@ class RunLogger:
         self._interactive = sys.stdout.isatty()
         self._epoch_start = 0.0
         self._records: List[Dict] = []  # this run's records; a resume starts from the kept ones
+        self._checked: Optional[List[Dict]] = None  # metrics.jsonl as check_records read it
 
     # ----------------------------------------------------------- console
     def info(self, text: str) -> None:
@@ -72,15 +73,17 @@ class RunLogger:
             self._write_records()
 
     def check_records(self) -> None:
-        """Read metrics.jsonl (as resuming will), so that a damaged one is refused up front."""
+        """Read metrics.jsonl now, so that a damaged one is refused before resuming restores anything;
+        truncate_records then uses what was read."""
         if self.enabled and os.path.exists(self.metrics_path):
-            read_records(self.metrics_path)
+            self._checked = read_records(self.metrics_path)
 
     def truncate_records(self, last_epoch: int) -> None:
         """On resume, drop records of epochs after the checkpoint (written before a crash)."""
         if not self.enabled or not os.path.exists(self.metrics_path):
             return
-        self._records = [r for r in read_records(self.metrics_path) if r["epoch"] <= last_epoch]
+        records = read_records(self.metrics_path) if self._checked is None else self._checked
+        self._records = [r for r in records if r["epoch"] <= last_epoch]
         self._write_records()
 
     def _write_records(self) -> None:

@@ -19,7 +19,7 @@ from ..methods import apply_method
 from ..tuned import save_tuned, tuned_size
 from ..utils import atomic_write_text, short_list
 from . import dist, memory
-from ..files.run_folder import (LOCK, MANIFEST, RUN_FILES, acquire_lock, read_lock, check_folder, folder_entries, foreign_entries, record_written, release_lock,
+from ..files.run_folder import (LOCK, MANIFEST, RUN_FILES, acquire_lock, read_lock, check_folder, folder_entries, foreign_entries, owned_entries, record_written, release_lock,
                      remove_leftovers, remove_stale_temp_files, snapshot)
 from .logger import read_records
 from .trainer import BEST, LAST, Trainer, evaluate_model, seed_everything
@@ -70,16 +70,18 @@ def prepare_output_dir(cfg: Config, resume: bool, overwrite: bool = False) -> Di
     stale = remove_stale_temp_files(out)
     if stale:
         print(f"removed {len(stale)} temporary file(s) a killed run left in {out}: {', '.join(stale)}")
-    before = {} if resume else snapshot(out)
+    if resume:  # nothing is replaced or removed
+        return {}
+    owned = owned_entries(out)  # the manifest, read once
+    before = snapshot(out, owned)
     if before:
         print(f"--overwrite: the earlier run's files in {out} are replaced as this run writes its own; "
               "the others are removed when it finishes")
-    kept = foreign_entries(out)
-    if kept and not resume:
+    kept = foreign_entries(out, owned)
+    if kept:
         print(f"--overwrite: keeping {short_list(kept, 6)} in {out}: no run wrote them")
-    if not resume:  # a resumed run claims the folder once its checkpoint has been read (_train)
-        record_written(out, *RUN_FILES)
-        save_config(cfg, os.path.join(out, "config.yaml"))
+    record_written(out, *RUN_FILES)  # a resumed run claims the folder once its checkpoint has been read (_train)
+    save_config(cfg, os.path.join(out, "config.yaml"))
     return before
 
 

@@ -79,6 +79,7 @@ class Trainer:
             self.logger.info("train.amp: this Paddle build has no GPU support; AMP settings run in float32")
         self.start_epoch = 1
         self.epoch = 1  # the epoch running (for the interrupt message)
+        self._interrupted = False  # set by Ctrl-C during fit, acted on between steps
         self.global_step = 0
         self.best = {"top1": -1.0, "epoch": 0}
 
@@ -141,7 +142,7 @@ class Trainer:
             self.logger.close()
 
     def _check_interrupt(self) -> None:
-        if getattr(self, "_interrupted", False):
+        if self._interrupted:
             raise KeyboardInterrupt
 
     def _fit(self) -> Dict:

@@ -85,7 +85,7 @@ class _Bounded(io.RawIOBase):
     after it was checked, or a special file that passed for a regular one)."""
 
     def __init__(self, raw: BinaryIO, limit: int, path: str):
-        self._raw, self._left, self._path = raw, limit + 1, path
+        self._raw, self._limit, self._path = raw, limit, path
         self.name = path
 
     def readable(self) -> bool:
@@ -95,15 +95,14 @@ class _Bounded(io.RawIOBase):
         return True
 
     def seek(self, offset: int, whence: int = 0) -> int:
-        pos = self._raw.seek(offset, whence)
-        return pos
+        return self._raw.seek(offset, whence)
 
     def tell(self) -> int:
         return self._raw.tell()
 
     def readinto(self, buffer) -> int:
         n = self._raw.readinto(buffer)
-        if n and self._raw.tell() > self._left:
+        if n and self._raw.tell() > self._limit:
             raise _refused(self._path, "grew past its size budget while being read")
         return n
 

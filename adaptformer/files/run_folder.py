@@ -40,7 +40,7 @@ FOLDER_CONTENTS = {"vdl": re.compile(r"^vdlrecords\.[\w.-]+\.log$"), "tuned": re
 EVAL_FILE = re.compile(r"^[\w.-]+_(test|val)_eval\.json$")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -76,7 +76,7 @@ def acquire_lock(folder: str, log=print) -> str:
         if _create_lock(path):
             return path
         pid, host = _read_lock(path)
-        if pid is not None and host == socket.gethostname() and not _pid_alive(pid):
+        if pid is not None and host == socket.gethostname() and not pid_alive(pid):
             log(f"note: {path} was left by process {pid}, which is no longer running; taking it over")
             os.remove(path)
             if _create_lock(path):
@@ -192,11 +192,11 @@ def _identity(path: str):
     return st.st_ino, st.st_mtime_ns, st.st_size
 
 
-def snapshot(folder: str) -> Dict[str, tuple]:
-    """Identity of each file the earlier run wrote (inside its folders too: VisualDL adds new files
-    to vdl/, so the old ones inside must be told apart from the folder itself)."""
+def snapshot(folder: str, owned: Dict[str, str]) -> Dict[str, tuple]:
+    """Identity of each file the earlier run wrote (`owned`: owned_entries), inside its folders too:
+    VisualDL adds new files to vdl/, so the old ones inside must be told apart from the folder itself."""
     found = {}
-    for name, kind in owned_entries(folder).items():
+    for name, kind in owned.items():
         path = os.path.join(folder, name)
         if kind == FILE:
             found[name] = _identity(path)
@@ -209,9 +209,8 @@ def snapshot(folder: str) -> Dict[str, tuple]:
     return found
 
 
-def foreign_entries(folder: str) -> List[str]:
-    """Entries of `folder` no run wrote (kept by --overwrite)."""
-    owned = owned_entries(folder)
+def foreign_entries(folder: str, owned: Dict[str, str]) -> List[str]:
+    """Entries of `folder` no run wrote (`owned`: owned_entries), kept by --overwrite."""
     return [n for n in folder_entries(folder) if n not in owned]
 
 
@@ -231,5 +230,5 @@ def remove_leftovers(folder: str, before: Dict[str, tuple]) -> List[str]:
     return removed
 
 
-__all__ = ["LOCK", "MANIFEST", "RUN_FILES", "acquire_lock", "read_lock", "release_lock", "check_folder", "record_written",
+__all__ = ["LOCK", "MANIFEST", "RUN_FILES", "acquire_lock", "read_lock", "release_lock", "check_folder", "record_written", "owned_entries",
            "read_manifest", "holds_run", "snapshot", "foreign_entries", "remove_leftovers", "remove_stale_temp_files"]
