@@ -66,12 +66,11 @@ def main() -> None:
     from adaptformer.utils import atomic_write_text, require_writable_dir
 
     outputs = {"--json": args.json, "--plot": args.plot}
-    check_outputs(outputs, [args.config, args.checkpoint, args.backbone, *args.inputs])
+    paths, empty = expand_inputs(args.inputs)
+    check_outputs(outputs, [args.config, args.checkpoint, args.backbone, *args.inputs, *paths])
     for out in (args.json, args.plot):
         if out:
             require_writable_dir(os.path.dirname(os.path.abspath(out)))  # fail before the work, not after
-    paths, empty = expand_inputs(args.inputs)
-    check_outputs(outputs, paths)
     log = lambda message: print(message, file=sys.stderr)  # noqa: E731  (stdout: one line per image)
     trained = _cli.load_trained(parser, args, verb="predicting with", log=log)
     check_outputs(outputs, trained.inputs)
