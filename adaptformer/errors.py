@@ -58,3 +58,10 @@ def short_reason(e: BaseException) -> str:
     msg = str(e).strip().rstrip(":").splitlines()
     reason = f"{type(e).__name__}: {msg[0]}" if msg else type(e).__name__
     return reason if len(reason) <= 200 else reason[:197] + "..."
+
+
+def short_list(items, limit: int = 6) -> str:
+    """'a, b, c ... (+n more)' for error messages and reports."""
+    items = list(items)
+    more = f" ... (+{len(items) - limit} more)" if len(items) > limit else ""
+    return ", ".join(map(str, items[:limit])) + more

@@ -1,5 +1,5 @@
 """CPU inference images/s of one model three ways, measured side by side: Paddle's dynamic graph,
-the same model exported for Paddle Inference (adaptformer/export.py), and onnxruntime on its
+the same model exported for Paddle Inference (adaptformer/serve/export.py), and onnxruntime on its
 paddle2onnx conversion (when the [onnx] extra is installed; skipped otherwise).
 
     python bench/deploy_throughput.py        # ViT-B/16 + AdaptFormer-64, 1000 classes, batch 1 and 8
@@ -30,10 +30,10 @@ import yaml  # noqa: E402
 
 from adaptformer.config import MethodConfig  # noqa: E402
 from adaptformer.methods.adaptformer import AdaptFormerConfig  # noqa: E402
-from adaptformer.export import InferenceModel, convert_onnx, onnx_available, onnx_session, save_inference  # noqa: E402
+from adaptformer.serve.export import InferenceModel, convert_onnx, onnx_available, onnx_session, save_inference  # noqa: E402
 from adaptformer.methods import apply_method  # noqa: E402
 from adaptformer.models import create_model  # noqa: E402
-from adaptformer.utils import atomic_write_text  # noqa: E402
+from adaptformer.files.atomic import atomic_write_text  # noqa: E402
 
 OUT = os.path.join("docs", "benchmarks", "deploy_throughput_cpu")
 

@@ -27,8 +27,8 @@ import paddle  # noqa: E402
 from adaptformer.config import from_dict  # noqa: E402
 from adaptformer.methods import apply_method  # noqa: E402
 from adaptformer.models import create_model  # noqa: E402
-from adaptformer.tasks import TaskBank  # noqa: E402
-from adaptformer.tuned import WEIGHTS, read_tuned_meta, save_tuned, tuned_config  # noqa: E402
+from adaptformer.serve.tasks import TaskBank  # noqa: E402
+from adaptformer.serve.tuned import WEIGHTS, read_tuned_meta, save_tuned, tuned_config  # noqa: E402
 
 TASKS = 3
 CFG = {"model": {"name": "vit_base_patch16_224", "num_classes": 100},

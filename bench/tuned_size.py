@@ -20,11 +20,11 @@ import adaptformer  # noqa: E402,F401  (CPU environment before paddle loads)
 import paddle  # noqa: E402
 
 from adaptformer import freeze  # noqa: E402
-from adaptformer.checkpoint import save_state  # noqa: E402
+from adaptformer.weights.checkpoint import save_state  # noqa: E402
 from adaptformer.config import from_dict  # noqa: E402
 from adaptformer.methods import apply_method  # noqa: E402
 from adaptformer.models import create_model  # noqa: E402
-from adaptformer.tuned import META, WEIGHTS, save_tuned  # noqa: E402
+from adaptformer.serve.tuned import META, WEIGHTS, save_tuned  # noqa: E402
 
 CFG = {"model": {"name": "vit_base_patch16_224", "num_classes": 100},
        "method": {"name": "adaptformer", "adaptformer": {"bottleneck": 64, "learnable_scale": True}},

@@ -124,7 +124,7 @@ def resume_file_of_another_width(tmp: Path) -> None:
 def _save_run_state(path: Path, overrides: List[str], resume_format: bool) -> None:
     """The model of the base config (with `overrides`) saved as a run would save it."""
     import adaptformer  # noqa: F401  (CPU environment before paddle loads)
-    from adaptformer.checkpoint import save_state
+    from adaptformer.weights.checkpoint import save_state
     from adaptformer.config import load_config
     from adaptformer.engine import build_model
 
@@ -144,12 +144,12 @@ def a_run_folder(tmp: Path) -> None:
     import adaptformer  # noqa: F401  (CPU environment before paddle loads)
     from PIL import Image
 
-    from adaptformer.backbone import create_backbone
-    from adaptformer.checkpoint import save_state
+    from adaptformer.models.backbone import create_backbone
+    from adaptformer.weights.checkpoint import save_state
     from adaptformer.config import load_config, save_config
     from adaptformer.engine import build_model
     from adaptformer.files.run_folder import RUN_FILES, record_written
-    from adaptformer.tuned import save_tuned
+    from adaptformer.serve.tuned import save_tuned
 
     out = tmp / "out"
     out.mkdir(parents=True)

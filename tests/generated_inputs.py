@@ -92,7 +92,7 @@ def _build_from_config(path):
 
 
 def tuned_cases(rng: random.Random, work: str, count: int):
-    from adaptformer import trained
+    from adaptformer.serve import trained
 
     from bad_inputs import a_run_folder
     from pathlib import Path
@@ -119,7 +119,7 @@ def image_cases(rng: random.Random, work: str, count: int):
     import numpy as np
     from PIL import Image
 
-    from adaptformer.predict import Predictor
+    from adaptformer.serve.predict import Predictor
 
     originals = []
     for fmt, mode in (("PNG", "RGB"), ("JPEG", "RGB"), ("PNG", "I;16"), ("GIF", "P"), ("TIFF", "RGB")):
@@ -145,7 +145,7 @@ def image_cases(rng: random.Random, work: str, count: int):
 
 
 def _read_image(path):
-    from adaptformer.data.folder import load_rgb
+    from adaptformer.data.kinds.folder import load_rgb
 
     load_rgb(path)  # a DataError (UserError) for anything it cannot read
 

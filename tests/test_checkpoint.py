@@ -5,9 +5,9 @@ import numpy as np
 import paddle
 import pytest
 
-from adaptformer.checkpoint import CheckpointError, load_checkpoint, read_resume_state, save_state
+from adaptformer.weights.checkpoint import CheckpointError, load_checkpoint, read_resume_state, save_state
 from adaptformer.models import create_model
-from adaptformer.utils import atomic_write
+from adaptformer.files.atomic import atomic_write
 
 
 def tiny(num_classes=3, **kw):

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from adaptformer.config import DataConfig
-from adaptformer.data.cifar import load_cifar
+from adaptformer.data.kinds.cifar import load_cifar
 from cifar_archive import names, write_cifar_archive
 from conftest import ROOT
 

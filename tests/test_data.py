@@ -18,9 +18,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cifar_archive import class_colour, names, write_cifar_archive  # noqa: E402
 
 from adaptformer.config import AugmentConfig, DataConfig  # noqa: E402
-from adaptformer.data import DataError, build_dataset, cifar, class_names, num_classes  # noqa: E402
-from adaptformer.data.folder import bad_image_label, load_rgb  # noqa: E402
-from adaptformer.data.synthetic import SyntheticImages, class_pattern  # noqa: E402
+from adaptformer.data import DataError, build_dataset, class_names, num_classes  # noqa: E402
+from adaptformer.data.kinds import cifar  # noqa: E402
+from adaptformer.data.kinds.folder import bad_image_label, load_rgb  # noqa: E402
+from adaptformer.data.kinds.synthetic import SyntheticImages, class_pattern  # noqa: E402
 from adaptformer.data.transforms import RandomApply, build_transforms  # noqa: E402
 
 NO_AUG = AugmentConfig(random_crop_padding=0, hflip=0.0, color_jitter_p=0.0, rotation=0.0)

@@ -186,7 +186,7 @@ def test_two_process_launch_matches_single_process_eval(tmp_path, tiny_config):
 
 
 def test_reset_head_starts_a_new_head_on_a_loaded_backbone(tmp_path, tiny_config):
-    from adaptformer.checkpoint import save_state
+    from adaptformer.weights.checkpoint import save_state
     from adaptformer.engine import build_model
 
     pre = build_model(load_config(tiny_config("pre", method={"name": "full"})))

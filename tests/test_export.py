@@ -12,9 +12,9 @@ import pytest
 from adaptformer.config import load_config
 from adaptformer.engine import train
 from adaptformer.errors import ExportError
-from adaptformer.export import (InferenceModel, convert_onnx, export, find_program, onnx_available, onnx_session,
+from adaptformer.serve.export import (InferenceModel, convert_onnx, export, find_program, onnx_available, onnx_session,
                                 save_inference)
-from adaptformer.trained import from_run
+from adaptformer.serve.trained import from_run
 from conftest import ROOT, run_tool, tiny_run_config
 
 EXPORT = os.path.join(ROOT, "tools", "export.py")
@@ -76,7 +76,7 @@ LEGACY_CHILD = """
 import sys
 import numpy as np, paddle
 import adaptformer
-from adaptformer.export import save_inference
+from adaptformer.serve.export import save_inference
 paddle.seed(0)
 # The ViT does not convert in Paddle's pre-PIR mode (its attention needs PIR); any model shows the format.
 model = paddle.nn.Sequential(paddle.nn.Conv2D(3, 4, 8, stride=8), paddle.nn.Flatten(), paddle.nn.Linear(64, 3))

@@ -17,8 +17,8 @@ import paddle.nn.functional as F
 import pytest
 from seeded_vit import seeded_images, seeded_weights
 
-from adaptformer.backbone import create_backbone
-from adaptformer.checkpoint import CheckpointError
+from adaptformer.models.backbone import create_backbone
+from adaptformer.weights.checkpoint import CheckpointError
 from adaptformer.config import ConfigError, ModelConfig, load_config
 from adaptformer.freeze import learnable_parameters
 from adaptformer.models import InceptionTransformer, create_model, list_models, load_pretrained

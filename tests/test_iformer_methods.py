@@ -17,8 +17,8 @@ from adaptformer.methods.lora import LoRAConfig
 from adaptformer.methods import apply_method
 from adaptformer.models import InceptionTransformer, create_model, load_pretrained
 from adaptformer.models.lora import LoRALinear, merge_lora
-from adaptformer.tasks import TaskBank
-from adaptformer.tuned import build_tuned_model, save_tuned, tuned_state_names
+from adaptformer.serve.tasks import TaskBank
+from adaptformer.serve.tuned import build_tuned_model, save_tuned, tuned_state_names
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "golden")
 PTH = os.path.join(GOLDEN, "iformer_reduced.pth")

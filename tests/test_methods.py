@@ -6,7 +6,7 @@ import paddle
 import pytest
 
 from adaptformer import freeze
-from adaptformer.checkpoint import load_checkpoint, save_state
+from adaptformer.weights.checkpoint import load_checkpoint, save_state
 from adaptformer.config import MethodConfig
 from adaptformer.methods.adaptformer import AdaptFormerConfig
 from adaptformer.methods.adapter import HoulsbyAdapterConfig
@@ -193,7 +193,7 @@ def test_every_method_module_is_registered_and_its_layers_are_known_to_tuned_wei
 
     import adaptformer.methods as package
     from adaptformer.methods import METHODS
-    from adaptformer.tuned import _method_modules
+    from adaptformer.serve.tuned import _method_modules
 
     defined = {getattr(importlib.import_module(f"adaptformer.methods.{m.name}"), "SPEC").name
                for m in pkgutil.iter_modules(package.__path__)

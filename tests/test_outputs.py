@@ -13,7 +13,8 @@ from adaptformer.engine import train
 from adaptformer.engine.logger import RunLogger, read_records
 from adaptformer.files.run_folder import LOCK, acquire_lock, record_written, release_lock
 from adaptformer.engine.trainer import BEST, LAST
-from adaptformer.utils import OutputError, atomic_write, atomic_write_text, remove_stale_temp_files
+from adaptformer.errors import OutputError
+from adaptformer.files.atomic import atomic_write, atomic_write_text, remove_stale_temp_files
 
 
 def test_atomic_write_gives_the_umask_permissions_not_0600(tmp_path):

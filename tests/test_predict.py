@@ -14,7 +14,7 @@ from PIL import Image, ImageOps
 from adaptformer.config import DataConfig, load_config
 from adaptformer.data.images import open_rgb
 from adaptformer.engine import train
-from adaptformer.predict import Predictor, expand_inputs, true_label
+from adaptformer.serve.predict import Predictor, expand_inputs, true_label
 from conftest import ROOT, run_tool, tiny_run_config
 
 PREDICT = os.path.join(ROOT, "tools", "predict.py")
@@ -186,7 +186,7 @@ def test_predictions_are_the_models_softmax_in_any_batching(tmp_path, run, predi
 
 
 def test_from_run_takes_a_config_object_and_checks_the_checkpoint(run, tmp_path):
-    from adaptformer.checkpoint import CheckpointError
+    from adaptformer.weights.checkpoint import CheckpointError
 
     cfg = load_config(run[1])
     p = Predictor.from_run(cfg)
@@ -216,9 +216,9 @@ def test_from_run_names_classes_as_the_run_recorded_them(run, tmp_path):
 @pytest.fixture(scope="module")
 def tuned_run(tmp_path_factory):
     """(run config, tuned folder) of a run on a backbone file, its tuned weights saved apart."""
-    import adaptformer.tuned as tuned
+    import adaptformer.serve.tuned as tuned
     from adaptformer.models import create_model
-    from adaptformer.trained import from_run
+    from adaptformer.serve.trained import from_run
     from conftest import TINY_MODEL
 
     root = tmp_path_factory.mktemp("tuned")

@@ -113,7 +113,7 @@ def test_the_image_walk_lists_each_image_once_and_skips_hidden_files(tmp_path):
     found = [os.path.relpath(p, cls) for p in walk_images(str(cls), (".png",))]
     assert found == ["sub/y.png", "x.png"]
 
-    from adaptformer.predict import expand_inputs
+    from adaptformer.serve.predict import expand_inputs
 
     assert [os.path.relpath(p, cls) for p in expand_inputs([str(cls)])[0]] == found  # one rule for both
 
@@ -216,7 +216,7 @@ def test_outputs_are_checked_against_inputs_through_links(tmp_path):
 
 
 def test_an_abandoned_export_staging_folder_is_removed_by_the_next_export(tmp_path):
-    from adaptformer.export import _remove_abandoned_staging
+    from adaptformer.serve.export import _remove_abandoned_staging
 
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()  # a process id that no longer runs
@@ -256,7 +256,7 @@ def test_ctrl_c_says_where_training_stopped_and_releases_the_folder(tiny_config,
 
 
 def test_an_unreadable_image_whose_name_holds_a_line_break_is_named_on_one_line(tmp_path):
-    from adaptformer.data.folder import load_rgb
+    from adaptformer.data.kinds.folder import load_rgb
 
     path = tmp_path / "a\nb.png"
     path.write_bytes(b"not an image")

@@ -9,7 +9,7 @@ from PIL import Image
 from adaptformer.config import DataConfig, load_config
 from adaptformer.data.transforms import build_transforms
 from adaptformer.engine.runner import train
-from adaptformer.run_figures import CURVES, TEST_GRID, displayable, grid_captions, shown_items
+from adaptformer.viz.run_figures import CURVES, TEST_GRID, displayable, grid_captions, shown_items
 
 
 def test_displayable_undoes_the_eval_normalisation():

@@ -11,7 +11,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from adaptformer.safe_pickle import CheckpointReadError, UnsafePickleError, read_numpy_pickle, read_torch_zip
+from adaptformer.files.safe_pickle import CheckpointReadError, UnsafePickleError, read_numpy_pickle, read_torch_zip
 from untrusted_payloads import Payload, system_pickle, torch_data_pkl, write_zip
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "torch_zip")

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from adaptformer.stats import binomial_two_sided_p, mcnemar, paired_bootstrap
+from adaptformer.study.stats import binomial_two_sided_p, mcnemar, paired_bootstrap
 
 
 def exact_two_sided(k: int, n: int) -> float:

@@ -13,7 +13,7 @@ from adaptformer.data import build_dataset
 from adaptformer.data.holdout import holdout_indices
 from adaptformer.engine import train
 from adaptformer.engine.runner import TEST_PREDICTIONS
-from adaptformer.study import run_study, sha256_of
+from adaptformer.study.run import run_study, sha256_of
 from conftest import ROOT, run_tool
 
 SYNTHETIC = {"dataset": "synthetic", "synthetic_train_size": 48, "synthetic_eval_size": 20,

@@ -1,4 +1,4 @@
-"""TaskBank (adaptformer/tasks.py): several tuned tasks on one backbone whose tensors exist once."""
+"""TaskBank (adaptformer/serve/tasks.py): several tuned tasks on one backbone whose tensors exist once."""
 
 import numpy as np
 import paddle
@@ -8,8 +8,8 @@ from adaptformer.config import from_dict
 from adaptformer.errors import CheckpointError
 from adaptformer.methods import apply_method
 from adaptformer.models import create_model
-from adaptformer.tasks import TaskBank
-from adaptformer.tuned import save_tuned, tuned_state_names
+from adaptformer.serve.tasks import TaskBank
+from adaptformer.serve.tuned import save_tuned, tuned_state_names
 from conftest import TINY_MODEL, train_steps
 
 X = paddle.to_tensor(np.random.default_rng(2).standard_normal((3, 3, 32, 32)).astype("float32"))
@@ -159,8 +159,8 @@ def test_bank_predict_classifies_files_with_each_tasks_classes_and_model(tmp_pat
     top_name, top_score = good.top[0]
     assert top_name in names and len(good.top) == 2
     # the same image through the task's model directly: the top class and its probability agree
-    from adaptformer.predict import Predictor
-    from adaptformer.tuned import tuned_config
+    from adaptformer.serve.predict import Predictor
+    from adaptformer.serve.tuned import tuned_config
 
     data = tuned_config(bank.meta("adaptformer"), "adaptformer").data
     array = Predictor(bank.model("adaptformer"), names, data).preprocess(str(image))
@@ -170,7 +170,7 @@ def test_bank_predict_classifies_files_with_each_tasks_classes_and_model(tmp_pat
 
 
 def test_a_shape_fingerprints_the_shared_backbone_once_and_still_refuses_another(tmp_path, monkeypatch):
-    import adaptformer.tasks as tasks
+    import adaptformer.serve.tasks as tasks
 
     calls = []
     real = tasks.backbone_fingerprint

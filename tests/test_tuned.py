@@ -1,4 +1,4 @@
-"""Tuned weights (adaptformer/tuned.py): what is saved, round trips onto a fresh backbone,
+"""Tuned weights (adaptformer/serve/tuned.py): what is saved, round trips onto a fresh backbone,
 refusals (another backbone, keys that do not fit, pickled code), and the trainer writing them."""
 import hashlib
 import json
@@ -9,12 +9,12 @@ import paddle
 import pytest
 
 from adaptformer import freeze
-from adaptformer.checkpoint import read_state, save_state
+from adaptformer.weights.checkpoint import read_state, save_state
 from adaptformer.config import from_dict, load_config
 from adaptformer.errors import CheckpointError
 from adaptformer.models import create_model
 from adaptformer.methods import apply_method
-from adaptformer.tuned import (FORMAT, META, WEIGHTS, backbone_fingerprint, build_tuned_model, load_tuned,
+from adaptformer.serve.tuned import (FORMAT, META, WEIGHTS, backbone_fingerprint, build_tuned_model, load_tuned,
                                read_tuned_meta, save_tuned, tuned_state_names)
 from adaptformer.weights import load_pretrained
 from conftest import TINY_MODEL, train_steps

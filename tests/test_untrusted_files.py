@@ -14,7 +14,7 @@ import pytest
 
 from adaptformer.config import DataConfig
 from adaptformer.data import DataError, build_dataset
-from adaptformer.safe_pickle import read_data_pickle
+from adaptformer.files.safe_pickle import read_data_pickle
 from cifar_archive import write_cifar_archive
 from conftest import ROOT
 from untrusted_payloads import READER_CASES, bytes_of_size, ndarray_of_size, system_pickle, write_zip
@@ -26,7 +26,7 @@ TOOLS = os.path.join(ROOT, "tools")
 # it cost.
 MEASURE = r"""
 import json, resource, sys, time
-from adaptformer import safe_pickle
+from adaptformer.files import safe_pickle
 vm_size = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmSize:"))
 resource.setrlimit(resource.RLIMIT_AS, (vm_size + (3 << 29),) * 2)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -6,7 +6,7 @@ import numpy as np
 import paddle
 import pytest
 
-from adaptformer.checkpoint import CheckpointError, save_state
+from adaptformer.weights.checkpoint import CheckpointError, save_state
 from adaptformer.models import create_model, load_pretrained
 from adaptformer.weights import resize_pos_embed
 from conftest import ROOT, run_tool

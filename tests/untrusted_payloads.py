@@ -1,6 +1,6 @@
 """Small hostile files, written by the tests that need them (nothing is committed).
 
-Each one attacked a reader before adaptformer/safe_pickle.py: it ran code, or made a
+Each one attacked a reader before adaptformer/files/safe_pickle.py: it ran code, or made a
 few hundred bytes allocate gigabytes, or made hashing take exponential time.
 `READER_CASES` pairs each with the reader it targets and the refusal expected.
 """
@@ -150,7 +150,7 @@ def _file(data_fn: Callable[[], bytes]) -> Callable:
     return write
 
 
-# name -> (writer(path) -> path, reader name in adaptformer.safe_pickle, expected message)
+# name -> (writer(path) -> path, reader name in adaptformer.files.safe_pickle, expected message)
 READER_CASES: Dict[str, Tuple[Callable, str, str]] = {
     "stride0.pth": (stride0_pth, "read_torch_zip", "a tensor view of size [4096, 4096] declares 67108864 bytes"),
     "deflated.pth": (deflated_pth, "read_torch_zip", "zip member 'a/data.pkl' declares 268435456 bytes"),

@@ -66,7 +66,7 @@ def load_trained(parser, args, verb: str, log=print):
         parser.error("--tuned cannot be combined with -c, --checkpoint or -o")
     if not args.tuned and (args.backbone or args.force):
         parser.error("--backbone and --force go with --tuned DIR")
-    from adaptformer import trained
+    from adaptformer.serve import trained
     from adaptformer.engine.runs import resolve_run
 
     if args.tuned:

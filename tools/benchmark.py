@@ -190,7 +190,7 @@ def main() -> None:
     args.eval_steps = args.eval_steps or args.steps
 
     from adaptformer.config import ConfigError, load_config
-    from adaptformer.utils import atomic_write_text
+    from adaptformer.files.atomic import atomic_write_text
 
     if args.steps < 1 or args.warmup < 0 or args.rounds < 1:
         raise ConfigError(f"--steps and --rounds must be >= 1 and --warmup >= 0, got {args.steps}, "

@@ -24,8 +24,8 @@ def main() -> None:
 
     from adaptformer.config import DataConfig
     from adaptformer.data import class_names
-    from adaptformer.data.cifar import archive_dataset, load_cifar
-    from adaptformer.utils import atomic_write, require_writable_dir
+    from adaptformer.data.kinds.cifar import archive_dataset, load_cifar
+    from adaptformer.files.atomic import atomic_write, require_writable_dir
 
     dataset = archive_dataset(args.archive)
     data = DataConfig(dataset=dataset, data_file=args.archive, classes=args.classes, download=False)

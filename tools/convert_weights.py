@@ -27,10 +27,10 @@ def main() -> None:
                         help="model tensors the checkpoint may lack (name pattern; repeatable)")
     args = parser.parse_args()
 
-    from adaptformer.checkpoint import CheckpointError, save_state
+    from adaptformer.weights.checkpoint import CheckpointError, save_state
     from adaptformer.models import create_model
     from adaptformer.files import check_outputs
-    from adaptformer.utils import require_writable_dir
+    from adaptformer.files.atomic import require_writable_dir
     from adaptformer.weights import load_pretrained, read_checkpoint, to_model_names
 
     if not args.dst.endswith(".pdparams"):

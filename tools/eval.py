@@ -28,7 +28,7 @@ def main() -> None:
     from adaptformer.errors import quoted
     from adaptformer.files import check_outputs
     from adaptformer.files.run_folder import holds_run, record_written
-    from adaptformer.utils import atomic_write_text, require_writable_dir
+    from adaptformer.files.atomic import atomic_write_text, require_writable_dir
 
     config, checkpoint = resolve_run(args.config, args.checkpoint, args.override, verb="evaluating")
     out = args.json or os.path.splitext(checkpoint)[0] + f"_{args.split}_eval.json"

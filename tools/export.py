@@ -31,7 +31,7 @@ def main() -> None:
         parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
 
     from adaptformer.errors import ExportError
-    from adaptformer.export import ONNX_INSTALL, convert_onnx, export, export_outputs, onnx_available
+    from adaptformer.serve.export import ONNX_INSTALL, convert_onnx, export, export_outputs, onnx_available
     from adaptformer.files import check_outputs
 
     if args.onnx and not onnx_available():  # before any work

@@ -60,10 +60,10 @@ def main() -> None:
     parser.add_argument("--plot", metavar="OUT.png", help="write a grid of the images with their predictions")
     args = parser.parse_args()
 
-    from adaptformer.predict import IMAGE_EXTENSIONS, Predictor, expand_inputs, true_label
+    from adaptformer.serve.predict import IMAGE_EXTENSIONS, Predictor, expand_inputs, true_label
     from adaptformer.errors import one_line, quoted
     from adaptformer.files import check_outputs
-    from adaptformer.utils import atomic_write_text, require_writable_dir
+    from adaptformer.files.atomic import atomic_write_text, require_writable_dir
 
     outputs = {"--json": args.json, "--plot": args.plot}
     paths, empty = expand_inputs(args.inputs)
@@ -99,7 +99,7 @@ def main() -> None:
         atomic_write_text(args.json, json.dumps(doc, indent=2))
         log(f"wrote {args.json}")
     if args.plot:
-        from adaptformer.predict_plot import plot_predictions
+        from adaptformer.viz.predict_plot import plot_predictions
 
         shown = plot_predictions(predictions, truths, args.plot)
         log(f"wrote {args.plot} ({shown} images)")

@@ -61,7 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=os.path.join("docs", "reliability_inputs.md"))
     args = parser.parse_args()
-    from adaptformer.utils import atomic_write_text
+    from adaptformer.files.atomic import atomic_write_text
 
     with tempfile.TemporaryDirectory(prefix="bad_inputs_") as tmp:
         outcomes = run_all(CASES, Path(tmp))

@@ -21,11 +21,11 @@ def main() -> None:
     parser.add_argument("dest", help="where the checkpoint goes (.pdparams)")
     args = parser.parse_args()
 
-    from adaptformer.checkpoint import CheckpointError
+    from adaptformer.weights.checkpoint import CheckpointError
     from adaptformer.engine.logger import read_records
     from adaptformer.engine.trainer import BEST
-    from adaptformer.study import sha256_of
-    from adaptformer.utils import atomic_write, atomic_write_text
+    from adaptformer.study.run import sha256_of
+    from adaptformer.files.atomic import atomic_write, atomic_write_text
 
     needed = [os.path.join(args.run_dir, n) for n in (BEST, "summary.json", "metrics.jsonl", "config.yaml")]
     missing = [p for p in needed if not os.path.isfile(p)]

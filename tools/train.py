@@ -22,7 +22,7 @@ def main() -> None:
 
     from adaptformer.config import is_study, load_config
     from adaptformer.engine import train
-    from adaptformer.study import run_study
+    from adaptformer.study.run import run_study
 
     if is_study(args.config):
         run_study(args.config, args.override, resume=args.resume, overwrite=args.overwrite)

@@ -12,11 +12,11 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
-from ..errors import ConfigError  # noqa: F401  (raised here; defined with the other errors)
-from .build import _build
-from .checks import _check_consistency, method_sections  # noqa: F401
-from .loading import _load_with_bases, _record_origin, apply_overrides, load_yaml, parse_override  # noqa: F401
-from .schema import (  # noqa: F401  (the schema's classes are part of the public API)
+from adaptformer.errors import ConfigError  # noqa: F401  (raised here; defined with the other errors)
+from adaptformer.config.build import _build
+from adaptformer.config.checks import _check_consistency, method_sections  # noqa: F401
+from adaptformer.config.loading import _load_with_bases, _record_origin, apply_overrides, load_yaml, parse_override  # noqa: F401
+from adaptformer.config.schema import (  # noqa: F401  (the schema's classes are part of the public API)
     AmpConfig,
     AugmentConfig,
     CHOICES,
@@ -129,7 +129,7 @@ def to_dict(cfg) -> Dict[str, Any]:
 
 
 def save_config(cfg: Config, path: str) -> None:
-    from ..utils import atomic_write_text
+    from adaptformer.files.atomic import atomic_write_text
 
     atomic_write_text(path, dump(cfg))
 

@@ -7,8 +7,8 @@ import math
 import typing
 from typing import Any, Dict, List, Optional
 
-from ..errors import ConfigError
-from .schema import CHOICES
+from adaptformer.errors import ConfigError
+from adaptformer.config.schema import CHOICES
 
 def _where(origin: Dict[str, str], key: str, default: str) -> str:
     # The most specific recorded source of this key or of an enclosing section.

@@ -6,19 +6,19 @@ import math
 import re
 from typing import Dict, List
 
-from ..errors import ConfigError
-from .build import _where
-from .schema import Config
+from adaptformer.errors import ConfigError
+from adaptformer.config.build import _where
+from adaptformer.config.schema import Config
 
 def method_sections() -> List[str]:
-    from ..methods.registry import sections
+    from adaptformer.methods.registry import sections
 
     return sections()
 
 
 def _check_method(m, origin: Dict[str, str], fail) -> None:
     """method.name against the registry (methods/registry.py), then each chosen method's settings."""
-    from ..methods.registry import METHODS
+    from adaptformer.methods.registry import METHODS
 
     names = m.names
     for n in names:
@@ -110,7 +110,7 @@ def _check_consistency(cfg: Config, origin: Dict[str, str], src: str) -> None:
 
 
 def _check_model_name(cfg: Config, fail) -> None:
-    from ..models.registry import list_models  # the registry fills when adaptformer.models is imported
+    from adaptformer.models.registry import list_models  # the registry fills when adaptformer.models is imported
 
     known = list_models()
     if cfg.model.name not in known:

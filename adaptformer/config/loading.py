@@ -6,8 +6,8 @@ import copy
 import os
 from typing import Any, Dict, Optional
 
-from ..errors import ConfigError, InputFileError, one_line
-from ..files.yaml_reader import parse_yaml, read_yaml
+from adaptformer.errors import ConfigError, InputFileError, one_line
+from adaptformer.files.yaml_reader import parse_yaml, read_yaml
 
 def load_yaml(path: str) -> Dict[str, Any]:
     if not os.path.lexists(path):

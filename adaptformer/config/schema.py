@@ -26,7 +26,7 @@ class ModelConfig:
 
 def _method_config_class() -> type:
     """method: name, trainable, and one section per method that has settings (methods/registry.py)."""
-    from ..methods.registry import METHODS
+    from adaptformer.methods.registry import METHODS
 
     fields = [("name", str, field(default="adaptformer")), ("trainable", List[str], field(default_factory=list))]
     fields += [(s.name, s.section, field(default_factory=s.section)) for s in METHODS.values() if s.section]

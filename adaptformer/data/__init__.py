@@ -3,7 +3,7 @@
 `build_dataset(cfg.data, split)` returns a `paddle.io.Dataset` of (float32 NumPy
 array [3, img_size, img_size], int64 label as a 0-d NumPy array). Splits:
 - "test": the archive's test split for CIFAR, the data.eval_split folder
-  (val | test) for `data.dataset: folder` (layout in adaptformer/data/folder.py);
+  (val | test) for `data.dataset: folder` (layout in adaptformer/data/kinds/folder.py);
 - "train" and "val": with data.val_fraction > 0, the training images minus / only
   a per-class, seeded hold-out (data.val_seed); with 0, "train" is every training
   image and there is no "val";
@@ -21,8 +21,8 @@ from paddle.io import Subset as _PaddleSubset
 from adaptformer.errors import DataError  # noqa: E402,F401
 
 
-from adaptformer.data.cifar import KINDS, cifar_class_names, load_cifar  # noqa: E402
-from adaptformer.data.folder import folder_class_names, load_folder  # noqa: E402
+from adaptformer.data.kinds.cifar import KINDS, cifar_class_names, load_cifar  # noqa: E402
+from adaptformer.data.kinds.folder import folder_class_names, load_folder  # noqa: E402
 from adaptformer.data.holdout import dataset_labels, holdout_indices  # noqa: E402
 from adaptformer.data.normalization import (  # noqa: E402
     IMAGENET_MEAN,
@@ -31,7 +31,7 @@ from adaptformer.data.normalization import (  # noqa: E402
     INCEPTION_STD,
     NORMALIZATIONS,
 )
-from adaptformer.data.synthetic import SyntheticImages  # noqa: E402
+from adaptformer.data.kinds.synthetic import SyntheticImages  # noqa: E402
 from adaptformer.data.transforms import build_transforms  # noqa: E402
 
 __all__ = [

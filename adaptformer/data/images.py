@@ -1,7 +1,7 @@
 """One image file (or PIL image) -> the RGB PIL image the transforms take.
 
-The same rules for training folders (adaptformer/data/folder.py) and prediction
-(adaptformer/predict.py), so a model sees at prediction what it saw in training:
+The same rules for training folders (adaptformer/data/kinds/folder.py) and prediction
+(adaptformer/serve/predict.py), so a model sees at prediction what it saw in training:
 
 - EXIF orientation is applied (ImageOps.exif_transpose): a phone photo stored
   sideways is classified upright, as viewers show it.
@@ -29,7 +29,7 @@ from typing import Iterable, List, Optional, Tuple, Union
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..files import open_regular
+from adaptformer.files import open_regular
 
 # PIL's own hard limit (2 x Image.MAX_IMAGE_PIXELS, about 13,400 x 13,400): above every camera
 # sensor sold (the largest, 150 MP), decoded in about 0.5 GB as RGB. PIL warns from half of it;

@@ -18,9 +18,9 @@ import numpy as np
 import paddle
 from paddle.io import DataLoader, Dataset, DistributedBatchSampler
 
-from ..errors import DataError, short_reason
-from .folder import ClassFolder, bad_image_index, load_rgb
-from .workers import worker_init_fn
+from adaptformer.errors import DataError, short_reason
+from adaptformer.data.kinds.folder import ClassFolder, bad_image_index, load_rgb
+from adaptformer.data.workers import worker_init_fn
 
 FAILED = -(2**40)  # labels at or below it mark a sample whose loading raised (FAILED - index)
 

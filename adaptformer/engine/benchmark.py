@@ -22,15 +22,15 @@ from typing import Dict, List
 import paddle
 import paddle.nn as nn
 
-from .. import freeze
-from ..config import Config, load_config
-from ..models.vit import VisionTransformer
-from . import memory
-from .flops import count_flops
-from .optim import build_optimizer
-from .runner import build_loaders, build_model
-from .step import TrainStep, decorate_for_amp, set_recompute
-from .trainer import seed_everything
+from adaptformer import freeze
+from adaptformer.config import Config, load_config
+from adaptformer.models.vit import VisionTransformer
+from adaptformer.engine import memory
+from adaptformer.engine.flops import count_flops
+from adaptformer.engine.optim import build_optimizer
+from adaptformer.engine.runner import build_loaders, build_model
+from adaptformer.engine.step import TrainStep, decorate_for_amp, set_recompute
+from adaptformer.engine.trainer import seed_everything
 
 
 def _timed(fn, repeats: int, warmup: int) -> List[float]:

@@ -23,10 +23,10 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from .. import freeze
-from ..models.iformer import LowMixer
-from ..models.layers import Attention
-from ..models.lora import LoRALinear
+from adaptformer import freeze
+from adaptformer.models.iformer import LowMixer
+from adaptformer.models.layers import Attention
+from adaptformer.models.lora import LoRALinear
 
 
 @dataclass

@@ -10,9 +10,9 @@ from typing import Dict, List, Optional
 
 from paddle.hapi.progressbar import ProgressBar
 
-from ..checkpoint import CheckpointError
-from ..files import read_text
-from ..utils import atomic_write_text
+from adaptformer.weights.checkpoint import CheckpointError
+from adaptformer.files import read_text
+from adaptformer.files.atomic import atomic_write_text
 
 
 class RunLogger:

@@ -5,7 +5,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from . import dist
+from adaptformer.engine import dist
 
 
 class ClassificationMeter:

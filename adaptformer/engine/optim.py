@@ -6,8 +6,8 @@ from typing import Any, Dict, List
 
 import paddle
 
-from .. import freeze
-from ..config import ConfigError, OptimizerConfig, SchedulerConfig
+from adaptformer import freeze
+from adaptformer.config import ConfigError, OptimizerConfig, SchedulerConfig
 
 
 def build_scheduler(opt: OptimizerConfig, sched: SchedulerConfig, steps_per_epoch: int, epochs: int):

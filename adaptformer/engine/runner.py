@@ -9,20 +9,21 @@ import numpy as np
 import paddle
 from paddle.io import DataLoader, Subset
 
-from .. import freeze
-from ..backbone import create_backbone, load_backbone_weights
-from ..checkpoint import load_checkpoint, read_state
-from ..config import Config, ConfigError, save_config, saved_config_matches
-from ..data import build_dataset, class_names, eval_split
-from ..data.loading import guarded_loader
-from ..methods import apply_method
-from ..tuned import save_tuned, tuned_size
-from ..utils import atomic_write_text, short_list
-from . import dist, memory
-from ..files.run_folder import (LOCK, MANIFEST, RUN_FILES, acquire_lock, read_lock, check_folder, folder_entries, foreign_entries, owned_entries, record_written, release_lock,
+from adaptformer import freeze
+from adaptformer.models.backbone import create_backbone, load_backbone_weights
+from adaptformer.weights.checkpoint import load_checkpoint, read_state
+from adaptformer.config import Config, ConfigError, save_config, saved_config_matches
+from adaptformer.data import build_dataset, class_names, eval_split
+from adaptformer.data.loading import guarded_loader
+from adaptformer.methods import apply_method
+from adaptformer.serve.tuned import save_tuned, tuned_size
+from adaptformer.files.atomic import atomic_write_text
+from adaptformer.errors import short_list
+from adaptformer.engine import dist, memory
+from adaptformer.files.run_folder import (LOCK, MANIFEST, RUN_FILES, acquire_lock, read_lock, check_folder, folder_entries, foreign_entries, owned_entries, record_written, release_lock,
                      remove_leftovers, remove_stale_temp_files, snapshot)
-from .logger import read_records
-from .trainer import BEST, LAST, Trainer, evaluate_model, seed_everything
+from adaptformer.engine.logger import read_records
+from adaptformer.engine.trainer import BEST, LAST, Trainer, evaluate_model, seed_everything
 
 
 def build_model(cfg: Config, load_backbone: bool = True, log=print):
@@ -190,7 +191,7 @@ def _train(cfg: Config, resume: bool, overwrite: bool = False) -> Dict:
 
 
 TEST_PREDICTIONS = "test_predictions.json"
-TUNED = "tuned"  # the folder of tuned weights (adaptformer/tuned.py) in train.output_dir
+TUNED = "tuned"  # the folder of tuned weights (adaptformer/serve/tuned.py) in train.output_dir
 
 
 def final_test(cfg: Config, model, result: Dict, num_classes: int, log) -> Dict:
@@ -218,7 +219,7 @@ def final_test(cfg: Config, model, result: Dict, num_classes: int, log) -> Dict:
 
 def draw_run_figures(cfg: Config, test_set, predicted: np.ndarray, log) -> None:
     """train.figures: the learning curves and a grid of test images with the chosen epoch's predictions."""
-    from ..run_figures import CURVES, TEST_GRID, plot_learning_curves, plot_test_grid
+    from adaptformer.viz.run_figures import CURVES, TEST_GRID, plot_learning_curves, plot_test_grid
 
     out = cfg.train.output_dir
     plot_learning_curves(read_records(os.path.join(out, "metrics.jsonl")), eval_split(cfg.data), os.path.join(out, CURVES))

@@ -5,9 +5,9 @@ import glob
 import os
 from typing import Optional, Sequence, Tuple
 
-from ..checkpoint import CheckpointError
-from ..config import load_config
-from .trainer import BEST
+from adaptformer.weights.checkpoint import CheckpointError
+from adaptformer.config import load_config
+from adaptformer.engine.trainer import BEST
 
 RUNS = "output"
 QUICK_START = ("python tools/train.py -c configs/cpu/study_cifar10_split.yaml "

@@ -13,7 +13,7 @@ from typing import Dict, Tuple
 import paddle
 import paddle.nn as nn
 
-from ..config import AmpConfig, Config, ConfigError
+from adaptformer.config import AmpConfig, Config, ConfigError
 
 
 class TrainStep:

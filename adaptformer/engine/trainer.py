@@ -21,16 +21,16 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from .. import freeze
-from ..errors import Interrupted, short_reason
-from ..checkpoint import CheckpointError, load_checkpoint, read_resume_state, save_state
-from ..config import Config
-from ..data import eval_split
-from . import dist
-from .logger import RunLogger
-from .metrics import ClassificationMeter
-from .optim import build_optimizer, build_scheduler
-from .step import TrainStep, decorate_for_amp, group_sizes, set_recompute
+from adaptformer import freeze
+from adaptformer.errors import Interrupted, short_reason
+from adaptformer.weights.checkpoint import CheckpointError, load_checkpoint, read_resume_state, save_state
+from adaptformer.config import Config
+from adaptformer.data import eval_split
+from adaptformer.engine import dist
+from adaptformer.engine.logger import RunLogger
+from adaptformer.engine.metrics import ClassificationMeter
+from adaptformer.engine.optim import build_optimizer, build_scheduler
+from adaptformer.engine.step import TrainStep, decorate_for_amp, group_sizes, set_recompute
 
 LAST = "last.pdckpt"  # model + optimizer + progress, for --resume
 BEST = "best.pdparams"  # model weights of the best eval epoch

@@ -14,7 +14,7 @@ import os
 import stat
 from typing import Any, BinaryIO, Dict
 
-from ..errors import InputFileError
+from adaptformer.errors import InputFileError
 
 MiB = 1 << 20
 GiB = 1 << 30

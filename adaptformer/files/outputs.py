@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from typing import Dict, Iterable
 
-from ..errors import OutputError
-from .run_folder import LOCK, MANIFEST, RUN_FILES, holds_run
+from adaptformer.errors import OutputError
+from adaptformer.files.run_folder import LOCK, MANIFEST, RUN_FILES, holds_run
 
-TUNED_FILES = ("tuned.pdparams", "tuned.json")  # adaptformer/tuned.py
+TUNED_FILES = ("tuned.pdparams", "tuned.json")  # adaptformer/serve/tuned.py
 _RUN_MARKERS = ("config.yaml", "summary.json", "last.pdckpt")  # a run folder written before the manifest existed
 
 

@@ -21,9 +21,10 @@ import re
 import socket
 from typing import Dict, List
 
-from ..errors import ConfigError, InputFileError, OutputError
-from .opener import read_text
-from ..utils import atomic_write_text, describe_os_error, is_temp_file_name, remove_stale_temp_files, short_list
+from adaptformer.errors import ConfigError, InputFileError, OutputError
+from adaptformer.files.opener import read_text
+from adaptformer.files.atomic import atomic_write_text, describe_os_error, is_temp_file_name, remove_stale_temp_files
+from adaptformer.errors import short_list
 
 LOCK = ".lock"
 MANIFEST = ".adaptformer-run.json"

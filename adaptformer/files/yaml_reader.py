@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from ..errors import ConfigError
-from .opener import read_text
+from adaptformer.errors import ConfigError
+from adaptformer.files.opener import read_text
 
 MAX_NODES = 100_000  # after alias expansion; our configs have a few hundred
 MAX_DEPTH = 64

@@ -3,12 +3,12 @@
 `apply_method(model, method_cfg)` (apply.py) inserts the chosen methods' modules and freezes
 everything else; it imports Paddle, so it is loaded on first use and `adaptformer.methods`
 itself stays importable by config validation without Paddle."""
-from .registry import METHODS, MethodSpec, sections  # noqa: F401
+from adaptformer.methods.registry import METHODS, MethodSpec, sections  # noqa: F401
 
 
 def __getattr__(name):
     if name in ("apply_method", "MethodReport", "HEAD"):
-        from . import apply
+        from adaptformer.methods import apply
 
         return getattr(apply, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

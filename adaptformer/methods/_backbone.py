@@ -6,7 +6,7 @@ from typing import List, Optional, Tuple
 
 import paddle.nn as nn
 
-from ..models.tuning import TunableModel, block_indices
+from adaptformer.models.tuning import TunableModel, block_indices
 
 
 def tunable(model: nn.Layer, method: str) -> TunableModel:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List, Optional
 
-from .adaptformer import TRAINS, adapter_layers
-from .registry import MethodSpec
+from adaptformer.methods.adaptformer import TRAINS, adapter_layers
+from adaptformer.methods.registry import MethodSpec
 
 
 @dataclass
@@ -19,8 +19,8 @@ class HoulsbyAdapterConfig:
 
 
 def attach(model, cfg) -> List[str]:
-    from ..models.adapter import insert_adapters
-    from ._backbone import chosen_blocks
+    from adaptformer.models.adapter import insert_adapters
+    from adaptformer.methods._backbone import chosen_blocks
 
     insert_adapters(
         *chosen_blocks(model, "adapter", cfg.adapter.blocks),

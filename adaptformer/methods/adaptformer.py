@@ -8,7 +8,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import List, Optional
 
-from .registry import MethodSpec
+from adaptformer.methods.registry import MethodSpec
 
 TRAINS = ["adapter"]
 
@@ -27,8 +27,8 @@ class AdaptFormerConfig:
 
 
 def attach(model, cfg) -> List[str]:
-    from ..models.adapter import insert_adapters
-    from ._backbone import chosen_blocks
+    from adaptformer.models.adapter import insert_adapters
+    from adaptformer.methods._backbone import chosen_blocks
 
     # Every setting of method.adaptformer but `blocks` is an AdaptFormerAdapter argument of the same name.
     settings = dataclasses.asdict(cfg.adaptformer)
@@ -37,7 +37,7 @@ def attach(model, cfg) -> List[str]:
 
 
 def adapter_layers():
-    from ..models.adapter import AdaptFormerAdapter
+    from adaptformer.models.adapter import AdaptFormerAdapter
 
     return (AdaptFormerAdapter,)
 

@@ -8,8 +8,8 @@ from typing import Dict, List
 
 import paddle.nn as nn
 
-from .. import freeze
-from .registry import METHODS
+from adaptformer import freeze
+from adaptformer.methods.registry import METHODS
 
 HEAD = ["head"]
 

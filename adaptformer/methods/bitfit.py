@@ -1,5 +1,5 @@
 """BitFit (Ben Zaken et al., ACL 2022): every bias trains, BatchNorm's included."""
-from .registry import MethodSpec
+from adaptformer.methods.registry import MethodSpec
 
 
 def attach(model, cfg):

@@ -1,5 +1,5 @@
 """Linear probe: only the head trains."""
-from .registry import MethodSpec
+from adaptformer.methods.registry import MethodSpec
 
 
 def attach(model, cfg):

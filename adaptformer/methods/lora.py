@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from .registry import MethodSpec
+from adaptformer.methods.registry import MethodSpec
 
 TRAINS = [r"lora_\w+"]
 TARGETS = ("q", "k", "v", "proj", "fc1", "fc2")
@@ -31,8 +31,8 @@ def check(section: LoRAConfig, fail) -> None:
 
 
 def attach(model, cfg) -> List[str]:
-    from ..models.lora import LoRALinear
-    from ._backbone import chosen_blocks
+    from adaptformer.models.lora import LoRALinear
+    from adaptformer.methods._backbone import chosen_blocks
 
     lora = cfg.lora
     blocks, indices = chosen_blocks(model, "lora", lora.blocks)
@@ -59,7 +59,7 @@ def attach(model, cfg) -> List[str]:
 
 
 def lora_layers():
-    from ..models.lora import LoRALinear
+    from adaptformer.models.lora import LoRALinear
 
     return (LoRALinear,)
 

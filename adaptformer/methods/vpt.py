@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List
 
-from ..errors import ConfigError
-from .registry import MethodSpec
+from adaptformer.errors import ConfigError
+from adaptformer.methods.registry import MethodSpec
 
 TRAINS = ["prompt"]
 
@@ -22,7 +22,7 @@ class VPTConfig:
 
 
 def attach(model, cfg) -> List[str]:
-    from ._backbone import tunable
+    from adaptformer.methods._backbone import tunable
 
     backbone = tunable(model, "vpt")
     try:
@@ -34,7 +34,7 @@ def attach(model, cfg) -> List[str]:
 
 
 def prompt_layers():
-    from ..models.prompt import PromptTokens
+    from adaptformer.models.prompt import PromptTokens
 
     return (PromptTokens,)
 

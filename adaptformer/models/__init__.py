@@ -6,8 +6,8 @@
 
     iformer = create_model("iformer_small", num_classes=10)   # Inception Transformer (iformer.py)
 """
-from . import factories as _factories  # noqa: F401  (registers the named models; needs no Paddle)
-from .factories import (
+from adaptformer.models import factories as _factories  # noqa: F401  (registers the named models; needs no Paddle)
+from adaptformer.models.factories import (
     vit_base_patch3_32,
     vit_base_patch4_32,
     vit_base_patch16_224,
@@ -16,7 +16,7 @@ from .factories import (
     vit_tiny_patch4_32,
     vit_tiny_patch16_224,
 )
-from .registry import create_model, list_models, register_model
+from adaptformer.models.registry import create_model, list_models, register_model
 
 # The model classes import Paddle: loaded on first use, so that the names above (and config
 # validation, which checks model.name against them) do not load it.

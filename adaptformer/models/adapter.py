@@ -23,7 +23,7 @@ from typing import Iterable, List, Optional
 import paddle
 import paddle.nn as nn
 
-from .linear import Linear
+from adaptformer.models.linear import Linear
 
 POSITIONS = ("parallel", "sequential")
 INPUTS = ("stream", "ln2")

@@ -12,7 +12,7 @@ import math
 import os
 from typing import Any, Dict, Optional
 
-from ..errors import ConfigError
+from adaptformer.errors import ConfigError
 
 # Upper bounds on size keys of model.kwargs: far above every published ViT (ViT-22B: depth 48,
 # width 6144, 48 heads), far below what makes building a model a memory error.

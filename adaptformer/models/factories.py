@@ -2,11 +2,11 @@
 imports its model's code when called, so the names are known without Paddle (config validation)."""
 from __future__ import annotations
 
-from .registry import register_model
+from adaptformer.models.registry import register_model
 
 
 def _vit(defaults: dict, overrides: dict):
-    from .vit import VisionTransformer
+    from adaptformer.models.vit import VisionTransformer
 
     return VisionTransformer(**{**defaults, **overrides})
 
@@ -64,7 +64,7 @@ def _iformer(size: str, img_size: int):
     name = f"iformer_{size}" if img_size == 224 else f"iformer_{size}_{img_size}"
 
     def build(**kw):
-        from .iformer import build_iformer
+        from adaptformer.models.iformer import build_iformer
 
         return build_iformer(size, img_size, **kw)
 

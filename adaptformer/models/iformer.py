@@ -40,9 +40,9 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from .layers import BatchNorm2D, DropPath, Mlp
-from .linear import Linear
-from .tuning import LinearSite, TunableBlock, TunableModel, fused_qkv_sites
+from adaptformer.models.layers import BatchNorm2D, DropPath, Mlp
+from adaptformer.models.linear import Linear
+from adaptformer.models.tuning import LinearSite, TunableBlock, TunableModel, fused_qkv_sites
 
 _trunc_normal = nn.initializer.TruncatedNormal(std=0.02)
 _zeros = nn.initializer.Constant(0.0)

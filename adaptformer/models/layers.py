@@ -7,7 +7,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from .linear import Linear
+from adaptformer.models.linear import Linear
 
 # Paddle 3.3's BatchNorm warns on every training forward that it tracks running statistics,
 # which is what every BatchNorm does; the message tells a user nothing.

@@ -17,7 +17,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from .linear import Linear
+from adaptformer.models.linear import Linear
 
 
 class LoRALinear(nn.Layer):

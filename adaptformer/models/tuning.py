@@ -100,13 +100,13 @@ class TunableModel:
         """Insert fresh AdaptFormer modules into the given blocks (indices into tuning_blocks(),
         default: all), e.g. after loading a pretrained backbone. Zero-initialised up-projections
         keep the model's output unchanged until training moves them."""
-        from .adapter import insert_adapters
+        from adaptformer.models.adapter import insert_adapters
 
         insert_adapters(self.tuning_blocks(), blocks, **adapter_kwargs)
 
     def add_prompts(self, num_tokens: int, deep: bool = True, dropout: float = 0.0) -> None:
         """Visual prompt tuning: learnable tokens after the class token (see prompt.py)."""
-        from .prompt import PromptTokens
+        from adaptformer.models.prompt import PromptTokens
 
         if getattr(self, "prompt", None) is not None:
             raise ValueError("the model already has prompt tokens")

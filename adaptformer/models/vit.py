@@ -13,10 +13,10 @@ import paddle
 import paddle.nn as nn
 from paddle.distributed.fleet.utils import recompute
 
-from .layers import Attention, DropPath, Mlp, PatchEmbed
-from .linear import Linear
-from .prompt import PromptTokens
-from .tuning import LinearSite, TunableBlock, TunableModel, fused_qkv_sites
+from adaptformer.models.layers import Attention, DropPath, Mlp, PatchEmbed
+from adaptformer.models.linear import Linear
+from adaptformer.models.prompt import PromptTokens
+from adaptformer.models.tuning import LinearSite, TunableBlock, TunableModel, fused_qkv_sites
 
 _trunc_normal = nn.initializer.TruncatedNormal(std=0.02)
 _zeros = nn.initializer.Constant(0.0)

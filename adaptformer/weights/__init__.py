@@ -14,9 +14,9 @@ The pipeline, one module per step:
   load.load_pretrained      into a model: head re-initialised when its class
                             count differs, every other missing key an error
 """
-from .formats import Checkpoint, read_checkpoint
-from .layouts import to_model_names
-from .load import LoadReport, load_pretrained
-from .resize import resize_pos_embed
+from adaptformer.weights.formats import Checkpoint, read_checkpoint
+from adaptformer.weights.layouts import to_model_names
+from adaptformer.weights.load import LoadReport, load_pretrained
+from adaptformer.weights.resize import resize_pos_embed
 
 __all__ = ["Checkpoint", "LoadReport", "load_pretrained", "read_checkpoint", "resize_pos_embed", "to_model_names"]

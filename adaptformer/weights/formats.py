@@ -17,11 +17,11 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from ..checkpoint import CheckpointError, require_file
-from ..errors import one_line, short_reason
-from ..files import open_regular, read_json
-from ..utils import short_list
-from ..safe_pickle import read_npz, read_numpy_pickle, read_torch_zip
+from adaptformer.weights.checkpoint import CheckpointError, require_file
+from adaptformer.errors import one_line, short_reason
+from adaptformer.files import open_regular, read_json
+from adaptformer.errors import short_list
+from adaptformer.files.safe_pickle import read_npz, read_numpy_pickle, read_torch_zip
 
 INCEPTION = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".tar")

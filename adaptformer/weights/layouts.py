@@ -23,8 +23,8 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-from ..checkpoint import CheckpointError
-from .formats import Checkpoint
+from adaptformer.weights.checkpoint import CheckpointError
+from adaptformer.weights.formats import Checkpoint
 
 Tensors = Dict[str, np.ndarray]
 

@@ -15,12 +15,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import paddle.nn as nn
 
-from ..checkpoint import CheckpointError
-from ..freeze import name_matches
-from ..utils import short_list
-from .formats import read_checkpoint
-from .layouts import to_model_names
-from .resize import resize_pos_embed
+from adaptformer.weights.checkpoint import CheckpointError
+from adaptformer.freeze import name_matches
+from adaptformer.errors import short_list
+from adaptformer.weights.formats import read_checkpoint
+from adaptformer.weights.layouts import to_model_names
+from adaptformer.weights.resize import resize_pos_embed
 
 # Heads of other tasks, the IN-21k releases' pre-logits layer, MAE's decoder and mask token.
 IGNORED_BY_DEFAULT = ("head", "pre_logits", r"decoder\w*", "mask_token")

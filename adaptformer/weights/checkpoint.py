@@ -2,7 +2,7 @@
 
 - `save_state` writes atomically (temporary file + rename).
 - `read_state` / `read_resume_state` read them back through the restricted reader
-  (adaptformer/safe_pickle.py), never `paddle.load`: the files may come from anyone.
+  (adaptformer/files/safe_pickle.py), never `paddle.load`: the files may come from anyone.
 - `load_checkpoint` restores a run's own checkpoint: every key must match.
 
 Pretrained backbones from other sources are read by `adaptformer.weights`.
@@ -16,9 +16,10 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from .errors import CheckpointError, one_line
-from .safe_pickle import read_numpy_pickle
-from .utils import atomic_write, short_list
+from adaptformer.errors import CheckpointError, one_line
+from adaptformer.files.safe_pickle import read_numpy_pickle
+from adaptformer.files.atomic import atomic_write
+from adaptformer.errors import short_list
 
 
 def save_state(obj: Dict, path: str) -> None:

@@ -29,16 +29,16 @@ from typing import Dict, List, Optional
 import paddle
 import paddle.nn as nn
 
-from . import freeze
-from .backbone import create_backbone, load_backbone_weights
-from .checkpoint import check_keys, key_mismatch, read_state
-from .config import Config, ConfigError, from_dict, to_dict
-from .errors import CheckpointError, InputFileError, one_line, quoted
-from .files import read_json
-from .methods import apply_method
-from .methods.registry import method_layer_classes
-from .models.lora import is_merged
-from .utils import atomic_write, atomic_write_text, remove_stale_temp_files
+from adaptformer import freeze
+from adaptformer.models.backbone import create_backbone, load_backbone_weights
+from adaptformer.weights.checkpoint import check_keys, key_mismatch, read_state
+from adaptformer.config import Config, ConfigError, from_dict, to_dict
+from adaptformer.errors import CheckpointError, InputFileError, one_line, quoted
+from adaptformer.files import read_json
+from adaptformer.methods import apply_method
+from adaptformer.methods.registry import method_layer_classes
+from adaptformer.models.lora import is_merged
+from adaptformer.files.atomic import atomic_write, atomic_write_text, remove_stale_temp_files
 
 FORMAT = "adaptformer-tuned/1"
 WEIGHTS = "tuned.pdparams"

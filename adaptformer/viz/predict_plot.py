@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from typing import List, Optional, Sequence
 
-from .data.images import open_rgb
-from .figures import image_grid
-from .predict import Prediction
+from adaptformer.data.images import open_rgb
+from adaptformer.viz.figures import image_grid
+from adaptformer.serve.predict import Prediction
 
 THUMBNAIL = 192  # pixels on the longer side
 MAX_SHOWN = 64

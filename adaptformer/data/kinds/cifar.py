@@ -4,7 +4,7 @@ Archive resolution: data.data_file, else data.data_dir/<archive name>, else
 Paddle's download cache, else (data.download) a download by Paddle's downloader.
 The archive's pickled batches are never given to `pickle.load`: its members are
 read in one bounded pass over the tar stream (decompressing at most a few times
-the archive's size) and unpickled by `adaptformer.safe_pickle`, which builds
+the archive's size) and unpickled by `adaptformer.files.safe_pickle`, which builds
 only numpy arrays, bytes, numbers and containers. Every failure is a one-line
 `DataError` that says which file and which config key.
 """
@@ -27,7 +27,7 @@ from PIL import Image
 from adaptformer.data import DataError
 from adaptformer.errors import CheckpointError, one_line, short_reason
 from adaptformer.files import open_regular
-from adaptformer.safe_pickle import ALLOWANCE, GROWTH, ByteBudget, CheckpointReadError, read_data_pickle, read_exactly
+from adaptformer.files.safe_pickle import ALLOWANCE, GROWTH, ByteBudget, CheckpointReadError, read_data_pickle, read_exactly
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,8 @@ from typing import Callable, NamedTuple, Optional
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .errors import CheckpointError, InputFileError
-from .files.opener import check_regular, open_regular
+from adaptformer.errors import CheckpointError, InputFileError
+from adaptformer.files.opener import check_regular, open_regular
 
 try:  # numpy >= 2
     from numpy._core import multiarray as _multiarray

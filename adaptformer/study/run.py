@@ -1,6 +1,6 @@
 """A study: several runs chained (e.g. pretrain -> frozen transfer -> full transfer),
 repeated over seeds, optionally with one key chosen per stage on the validation split,
-then one results table with paired comparisons (adaptformer/study_report.py).
+then one results table with paired comparisons (adaptformer/study/report.py).
 
 Every run's config is built and checked before the first one trains, so a typo in the
 last stage costs nothing.
@@ -16,15 +16,15 @@ from typing import Any, Dict, List, Optional
 
 import paddle
 
-from .config import (Config, ConfigError, StageConfig, StudyConfig, load_config, load_study,
+from adaptformer.config import (Config, ConfigError, StageConfig, StudyConfig, load_config, load_study,
                      saved_config_matches, split_study_overrides)
-from .engine import dist
-from .engine.logger import read_records
-from .engine.runner import TEST_PREDICTIONS, build_model, train
-from .engine.trainer import BEST, LAST
-from .files import open_regular, read_json
-from .study_report import write_results, write_sweep
-from .utils import atomic_write_text
+from adaptformer.engine import dist
+from adaptformer.engine.logger import read_records
+from adaptformer.engine.runner import TEST_PREDICTIONS, build_model, train
+from adaptformer.engine.trainer import BEST, LAST
+from adaptformer.files import open_regular, read_json
+from adaptformer.study.report import write_results, write_sweep
+from adaptformer.files.atomic import atomic_write_text
 
 # Keys a study sets for each run itself.
 STUDY_KEYS = ("train.output_dir", "model.pretrained", "train.seed")

@@ -1,4 +1,5 @@
-"""Small helpers shared across the package."""
+"""Files we write: atomically (a temporary file beside the target, renamed over it), with the
+temporary files a killed run leaves found and removed, and a folder checked writable first."""
 from __future__ import annotations
 
 import errno
@@ -8,7 +9,7 @@ import tempfile
 from typing import Callable, List
 
 
-from .errors import OutputError  # noqa: F401
+from adaptformer.errors import OutputError
 
 
 # Temporary files of atomic_write: ".<name>.<mkstemp's random part>.tmp" beside the target.
@@ -109,9 +110,3 @@ def require_writable_dir(path: str) -> None:
     except OSError as e:
         raise OutputError(describe_os_error(path, e)) from None
 
-
-def short_list(items, limit: int = 6) -> str:
-    """'a, b, c ... (+n more)' for error messages and reports."""
-    items = list(items)
-    more = f" ... (+{len(items) - limit} more)" if len(items) > limit else ""
-    return ", ".join(map(str, items[:limit])) + more

@@ -1,7 +1,7 @@
 """Several tasks on one backbone in one process: the backbone's tensors exist once.
 
     bank = TaskBank(backbone)                # a plain model with its pretrained weights
-    bank.add("cifar100", "runs/c100/tuned")  # tuned-weights folders (adaptformer/tuned.py)
+    bank.add("cifar100", "runs/c100/tuned")  # tuned-weights folders (adaptformer/serve/tuned.py)
     bank.add("flowers", "runs/flowers/tuned")
     bank.activate("flowers")
     logits = bank(images)                    # [batch, 3, H, W] -> the active task's logits
@@ -26,11 +26,11 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from .backbone import create_backbone
-from .config import ConfigError
-from .errors import CheckpointError, one_line
-from .methods import apply_method
-from .tuned import META, backbone_fingerprint, load_tuned, read_tuned_meta, tuned_config, tuned_state_names
+from adaptformer.models.backbone import create_backbone
+from adaptformer.config import ConfigError
+from adaptformer.errors import CheckpointError, one_line
+from adaptformer.methods import apply_method
+from adaptformer.serve.tuned import META, backbone_fingerprint, load_tuned, read_tuned_meta, tuned_config, tuned_state_names
 
 
 @dataclass
@@ -219,8 +219,8 @@ class TaskBank:
 
     def predict(self, name: str, sources, topk: int = 5, batch_size: int = 32):
         """Image files or PIL images classified by task `name` with the evaluation transform its
-        tuned folder records: a list of adaptformer.predict.Prediction, one per source."""
-        from .predict import Predictor
+        tuned folder records: a list of adaptformer.serve.predict.Prediction, one per source."""
+        from adaptformer.serve.predict import Predictor
 
         data = tuned_config(self.meta(name), name).data
         predictor = Predictor(self._use(name).model, self.class_names(name), data,

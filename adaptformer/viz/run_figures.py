@@ -7,7 +7,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from .figures import image_grid, pyplot, save
+from adaptformer.viz.figures import image_grid, pyplot, save
 
 CURVES = "curves.png"
 TEST_GRID = "test_predictions.png"

@@ -24,13 +24,14 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .data.transforms import BICUBIC, eval_resize_size
-from .errors import ExportError, one_line
-from .files import read_json
-from .files.run_folder import pid_alive
-from .models.lora import merge_lora
-from .trained import TrainedModel
-from .utils import OutputError, atomic_write, atomic_write_text, describe_os_error
+from adaptformer.data.transforms import BICUBIC, eval_resize_size
+from adaptformer.errors import ExportError, one_line
+from adaptformer.files import read_json
+from adaptformer.files.run_folder import pid_alive
+from adaptformer.models.lora import merge_lora
+from adaptformer.serve.trained import TrainedModel
+from adaptformer.errors import OutputError
+from adaptformer.files.atomic import atomic_write, atomic_write_text, describe_os_error
 
 META_SUFFIX = ".meta.json"
 PROGRAM_SUFFIXES = (".json", ".pdmodel")  # PIR program (Paddle >= 3.0), legacy ProgramDesc
@@ -41,7 +42,7 @@ ONNX_INSTALL = 'pip install -e ".[onnx]" (paddle2onnx and onnxruntime)'
 
 
 def preprocess_settings(data_cfg) -> Dict:
-    """How an image becomes the model's input, as prediction does it (adaptformer/predict.py)."""
+    """How an image becomes the model's input, as prediction does it (adaptformer/serve/predict.py)."""
     size = data_cfg.img_size
     if data_cfg.eval_resize_crop is not None:
         resize = {"shorter_side": eval_resize_size(size, data_cfg.eval_resize_crop), "interpolation": BICUBIC,

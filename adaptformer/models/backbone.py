@@ -9,10 +9,10 @@ import os
 
 import numpy as np
 
-from .config import ConfigError, ModelConfig
-from .models import create_model
-from .models.budget import check_model_size
-from .weights import load_pretrained
+from adaptformer.config import ConfigError, ModelConfig
+from adaptformer.models import create_model
+from adaptformer.models.budget import check_model_size
+from adaptformer.weights import load_pretrained
 
 MISSING_HINT = "train the pretraining config first, or pass -o model.pretrained=PATH"
 

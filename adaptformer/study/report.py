@@ -9,10 +9,10 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .figures import pyplot as _pyplot
-from .figures import save as _save
-from .stats import mcnemar, paired_bootstrap
-from .utils import atomic_write_text
+from adaptformer.viz.figures import pyplot as _pyplot
+from adaptformer.viz.figures import save as _save
+from adaptformer.study.stats import mcnemar, paired_bootstrap
+from adaptformer.files.atomic import atomic_write_text
 
 PROTOCOL = {"val": "val", "test": "test (paper protocol)"}
 

@@ -20,10 +20,10 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import InputFileError, short_reason
-from .data.images import MAX_PIXELS, ImageTooLarge, open_rgb, walk_images
-from .data.transforms import build_transforms, eval_resize_size
-from .trained import TrainedModel, from_run, from_tuned
+from adaptformer.errors import InputFileError, short_reason
+from adaptformer.data.images import MAX_PIXELS, ImageTooLarge, open_rgb, walk_images
+from adaptformer.data.transforms import build_transforms, eval_resize_size
+from adaptformer.serve.trained import TrainedModel, from_run, from_tuned
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 Source = Union[str, Image.Image]

@@ -1,5 +1,5 @@
 """A trained model ready for inference, from a run (config + checkpoint) or a tuned folder
-(adaptformer/tuned.py): the model in eval mode, its class names and the data settings its
+(adaptformer/serve/tuned.py): the model in eval mode, its class names and the data settings its
 inputs are prepared with. Prediction (predict.py) and export (export.py) start from here."""
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from .config import Config, ConfigError, DataConfig, load_config
-from .data import DataError, class_names
-from .files import read_json
-from .files.outputs import TUNED_FILES
+from adaptformer.config import Config, ConfigError, DataConfig, load_config
+from adaptformer.data import DataError, class_names
+from adaptformer.files import read_json
+from adaptformer.files.outputs import TUNED_FILES
 
 
 @dataclass
@@ -58,8 +58,8 @@ def from_run(config: Union[str, Config], checkpoint: Optional[str] = None, overr
              log=print) -> TrainedModel:
     """The model of run config `config` (a path or a Config) with `checkpoint` loaded strictly
     (default: best.pdparams in its train.output_dir)."""
-    from .engine.runner import build_model, load_run_weights
-    from .engine.trainer import BEST
+    from adaptformer.engine.runner import build_model, load_run_weights
+    from adaptformer.engine.trainer import BEST
 
     cfg = load_config(config, list(overrides)) if isinstance(config, str) else config
     checkpoint = checkpoint or os.path.join(cfg.train.output_dir, BEST)
@@ -75,9 +75,9 @@ def from_run(config: Union[str, Config], checkpoint: Optional[str] = None, overr
 
 def from_tuned(tuned_dir: str, backbone_weights: Optional[str] = None, force: bool = False,
                log=print) -> TrainedModel:
-    """A tuned folder's model (adaptformer.tuned.build_tuned_model) with its recorded class names
+    """A tuned folder's model (adaptformer.serve.tuned.build_tuned_model) with its recorded class names
     and evaluation-transform settings."""
-    from .tuned import META, build_tuned_model, tuned_config
+    from adaptformer.serve.tuned import META, build_tuned_model, tuned_config
 
     model, meta = build_tuned_model(tuned_dir, backbone_weights=backbone_weights, force=force, log=log)
     model.eval()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from typing import Optional, Sequence
 
-from .utils import atomic_write
+from adaptformer.files.atomic import atomic_write
 
 
 def pyplot():
