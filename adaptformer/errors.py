@@ -21,6 +21,14 @@ class CheckpointError(UserError, ValueError):
     """A checkpoint is missing, unreadable or does not fit the model."""
 
 
+class UnsafePickleError(CheckpointError):
+    """A file names a global outside the safe reader's allow-list; nothing from it was executed."""
+
+
+class CheckpointReadError(CheckpointError):
+    """A file is missing, damaged, too large for what it declares, or not the kind expected."""
+
+
 class ExportError(UserError, ValueError):
     """A model cannot be exported or converted (paddle.jit.save, paddle2onnx); the message says why."""
 
