@@ -122,10 +122,11 @@ def resume_file_of_another_width(tmp: Path) -> None:
 
 
 def _save_run_state(path: Path, overrides: List[str], resume_format: bool) -> None:
-    """The model of the base config (with `overrides`) saved as a run would save it."""
+    """The model of the base config (with `overrides`) saved as a run would save it, beside the
+    base config's config.yaml (the config the case resumes with)."""
     import adaptformer  # noqa: F401  (CPU environment before paddle loads)
     from adaptformer.weights.checkpoint import save_state
-    from adaptformer.config import load_config
+    from adaptformer.config import load_config, save_config
     from adaptformer.engine import build_model
 
     state = build_model(load_config(BASE, overrides), log=lambda *a: None).state_dict()
@@ -134,6 +135,7 @@ def _save_run_state(path: Path, overrides: List[str], resume_format: bool) -> No
                  "best": {"top1": 0.5, "epoch": 1}}
     path.parent.mkdir(parents=True, exist_ok=True)
     save_state(state, str(path))
+    save_config(load_config(BASE), str(path.parent / "config.yaml"))
 
 
 def a_run_folder(tmp: Path) -> None:

@@ -18,7 +18,6 @@ import random
 import resource
 import signal
 import sys
-import tarfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -119,7 +118,6 @@ def image_cases(rng: random.Random, work: str, count: int):
     import numpy as np
     from PIL import Image
 
-    from adaptformer.serve.predict import Predictor
 
     originals = []
     for fmt, mode in (("PNG", "RGB"), ("JPEG", "RGB"), ("PNG", "I;16"), ("GIF", "P"), ("TIFF", "RGB")):
@@ -145,7 +143,7 @@ def image_cases(rng: random.Random, work: str, count: int):
 
 
 def _read_image(path):
-    from adaptformer.data.kinds.folder import load_rgb
+    from adaptformer.data.image_files import load_rgb
 
     load_rgb(path)  # a DataError (UserError) for anything it cannot read
 

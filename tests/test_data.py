@@ -20,7 +20,7 @@ from cifar_archive import class_colour, names, write_cifar_archive  # noqa: E402
 from adaptformer.config import AugmentConfig, DataConfig  # noqa: E402
 from adaptformer.data import DataError, build_dataset, class_names, num_classes  # noqa: E402
 from adaptformer.data.kinds import cifar  # noqa: E402
-from adaptformer.data.kinds.folder import bad_image_label, load_rgb  # noqa: E402
+from adaptformer.data.image_files import bad_image_label, load_rgb  # noqa: E402
 from adaptformer.data.kinds.synthetic import SyntheticImages, class_pattern  # noqa: E402
 from adaptformer.data.transforms import RandomApply, build_transforms  # noqa: E402
 
@@ -754,3 +754,39 @@ def test_named_normalisations_map_their_mean_to_zero_and_one_std_to_one(name):
         rgb = np.round((np.array(mean) + shift * np.array(std)) * 255).astype(np.uint8)
         out = transform(Image.fromarray(np.tile(rgb, (32, 32, 1))))
         np.testing.assert_allclose(out.mean(axis=(1, 2)), expected, atol=0.03)
+
+
+# --------------------------------------------------------------------------- the dataset-kind registry
+
+
+def test_a_kind_with_its_own_validation_split_is_read_split_by_split(monkeypatch):
+    """A format that brings a validation split (VTAB-1k's val200) is one DatasetKind: data/splits.py
+    reads "val" from it, evaluates on it every epoch, and refuses a hold-out carved on top."""
+    from adaptformer.data import kinds, splits
+    from adaptformer.data.kinds import DatasetKind
+
+    reads = []
+
+    def read(cfg, split, transform):
+        reads.append(split)
+        return SyntheticImages({"train": 12, "val": 6, "test": 8}[split], 3, 8, seed=len(reads), transform=transform)
+
+    kind = DatasetKind("listed", class_names=lambda cfg: ["a", "b", "c"], read=read, splits=("train", "val", "test"),
+                       any_size=True)
+    monkeypatch.setitem(kinds.KINDS, "listed", kind)
+    cfg = DataConfig(dataset="listed", img_size=8, **RAW)
+    assert splits.eval_split(cfg) == "val"
+    assert [len(build_dataset(cfg, s)) for s in ("train", "val", "eval", "test")] == [12, 6, 6, 8]
+    assert reads == ["train", "val", "val", "test"]
+    assert class_names(DataConfig(dataset="listed", classes=[2, 0], img_size=8, **RAW)) == ["c", "a"]
+    with pytest.raises(DataError, match=r"data\.val_fraction is 0\.2, but data\.dataset listed brings its own"):
+        build_dataset(DataConfig(dataset="listed", val_fraction=0.2, img_size=8, **RAW), "train")
+    with pytest.raises(DataError, match=r"data\.classes: ids \[3\] are outside \[0, 3\) for listed"):
+        num_classes(DataConfig(dataset="listed", classes=[3], img_size=8, **RAW))
+    # any_size: the evaluation transform resizes whatever comes to img_size (8 here, from 8: a Resize is there)
+    assert "Resize" in repr(build_dataset(cfg, "test").transform)
+
+
+def test_an_unknown_kind_is_one_line_naming_the_known_ones():
+    with pytest.raises(DataError, match=r"^data\.dataset must be one of cifar10, cifar100, synthetic, folder, got 'vtab'$"):
+        build_dataset(DataConfig(dataset="vtab"), "train")

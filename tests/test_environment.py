@@ -50,17 +50,18 @@ def test_threads_default_to_the_usable_cores_silently_unless_set():
 
 LAYERING_PROBE = """
 import sys
-import adaptformer.errors, adaptformer.files, adaptformer.methods
+import adaptformer.errors, adaptformer.files, adaptformer.methods, adaptformer.data
 from adaptformer.config import load_config
-cfg = load_config("configs/cpu/smoke_synthetic.yaml", ["model.name=iformer_small"], method="lora")
-print("paddle" in sys.modules, cfg.method.lora.rank)
+from adaptformer.data.kinds import KINDS
+cfg = load_config("configs/cpu/smoke_synthetic.yaml", ["model.name=iformer_small", "data.dataset=folder"], method="lora")
+print("paddle" in sys.modules, cfg.method.lora.rank, ",".join(KINDS))
 """
 
 
 def test_validating_a_config_does_not_load_paddle():
-    """Errors, file readers, the method registry and config validation (model names included) are
-    layered below the model code: checking a YAML file needs no Paddle."""
+    """Errors, file readers, the method and dataset registries and config validation (model names
+    included) are layered below the model code: checking a YAML file needs no Paddle."""
     proc = subprocess.run([sys.executable, "-c", LAYERING_PROBE], cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT},
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().splitlines()[-1] == "False 8"
+    assert proc.stdout.strip().splitlines()[-1] == "False 8 cifar10,cifar100,synthetic,folder"

@@ -9,9 +9,9 @@ import zlib
 import numpy as np
 import paddle
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image
 
-from adaptformer.config import DataConfig, load_config
+from adaptformer.config import load_config
 from adaptformer.data.images import open_rgb
 from adaptformer.engine import train
 from adaptformer.serve.predict import Predictor, expand_inputs, true_label

@@ -2,7 +2,6 @@
 walk, bounded YAML, the run manifest, the export staging clean-up, Ctrl-C."""
 from __future__ import annotations
 
-import io
 import os
 import signal
 import subprocess
@@ -256,7 +255,7 @@ def test_ctrl_c_says_where_training_stopped_and_releases_the_folder(tiny_config,
 
 
 def test_an_unreadable_image_whose_name_holds_a_line_break_is_named_on_one_line(tmp_path):
-    from adaptformer.data.kinds.folder import load_rgb
+    from adaptformer.data.image_files import load_rgb
 
     path = tmp_path / "a\nb.png"
     path.write_bytes(b"not an image")

@@ -167,7 +167,7 @@ def test_resume_refuses_a_finished_run_made_with_another_config(tmp_path):
     study["study"]["stages"][2]["overrides"]["optimizer.weight_decay"] = 0.5
     open(path, "w").write(yaml.safe_dump(study))
     before = sorted(p.name for p in (tmp_path / "out").rglob("*"))
-    with pytest.raises(ConfigError, match=r"linear/seed1/config.yaml: the finished run .* another config"):
+    with pytest.raises(ConfigError, match=r"linear/seed1/config.yaml: the run in .* was made with another config"):
         run_study(path, resume=True)
     assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == before  # refused before any work
 

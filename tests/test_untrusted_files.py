@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from adaptformer.config import DataConfig
+from adaptformer.config import DataConfig, load_config, save_config
 from adaptformer.data import DataError, build_dataset
 from adaptformer.files.safe_pickle import read_data_pickle
 from cifar_archive import write_cifar_archive
@@ -108,6 +108,7 @@ def planted_resume(tmp_path, tiny_config, marker):
     out = tmp_path / "run" / "out"
     out.mkdir(parents=True)
     (out / "last.pdckpt").write_bytes(system_pickle(marker))
+    save_config(load_config(cfg), str(out / "config.yaml"))  # the run's config: the checkpoint is what is planted
     return ["train.py", "-c", cfg, "--resume"]
 
 

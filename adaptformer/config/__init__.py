@@ -7,6 +7,8 @@ saved next to its outputs.
 """
 from __future__ import annotations
 
+import os
+
 import dataclasses
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -138,13 +140,19 @@ def dump(cfg: Config) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
 
 
-def saved_config_matches(path: str, cfg: Config, ignored: Sequence[str] = ()) -> bool:
-    """Whether the config a run saved at `path` is `cfg`, apart from the `ignored` dotted keys.
-    The saved file is loaded like any config, so keys added since that run compare at their defaults."""
+def check_saved_config(cfg: Config, out: str, ignored: Sequence[str] = (), fix: str = "") -> None:
+    """The one rule for reusing a run folder (--resume of a run, of a study's finished run): its
+    config.yaml exists and is `cfg`, apart from train.output_dir (a folder may be moved) and the
+    `ignored` dotted keys. The saved file is loaded like any config, so keys added since that run
+    compare at their defaults. A one-line ConfigError ending with `fix` otherwise."""
+    path = os.path.join(out, "config.yaml")
+    if not os.path.lexists(path):
+        raise ConfigError(f"{out}: a run without its config.yaml cannot be checked for --resume; {fix}")
     saved, planned = yaml.safe_load(dump(load_config(path))), yaml.safe_load(dump(cfg))
-    for key in ignored:
+    for key in ("train.output_dir", *ignored):
         section, name = key.split(".", 1)
         for d in (saved, planned):
             if isinstance(d.get(section), dict):
                 d[section].pop(name, None)
-    return saved == planned
+    if saved != planned:
+        raise ConfigError(f"{path}: the run in {out} was made with another config; {fix}")

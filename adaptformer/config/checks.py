@@ -75,38 +75,48 @@ def _check_consistency(cfg: Config, origin: Dict[str, str], src: str) -> None:
         fail("train.amp.init_loss_scaling", f"must be > 0, got {cfg.train.amp.init_loss_scaling}")
     if cfg.data.batch_size < 1:
         fail("data.batch_size", f"must be >= 1, got {cfg.data.batch_size}")
-    if len(cfg.data.mean) != 3 or len(cfg.data.std) != 3:
-        fail("data.mean", "and data.std must each hold 3 values (RGB)")
-    if not all(math.isfinite(v) and abs(v) <= 1e3 for v in cfg.data.mean):
-        fail("data.mean", f"must hold finite values of pixel scale (0..1), got {cfg.data.mean}")
-    if not all(math.isfinite(v) and MIN_STD <= v <= 1e3 for v in cfg.data.std):
-        fail("data.std", f"must hold values between {MIN_STD} and 1000 (pixels are divided by them), got {cfg.data.std}")
-    if cfg.data.classes is not None:
-        if len(set(cfg.data.classes)) != len(cfg.data.classes) or not cfg.data.classes:
-            fail("data.classes", f"must be a non-empty list of distinct class ids, got {cfg.data.classes}")
-        if len(cfg.data.classes) != cfg.model.num_classes:
-            fail(
-                "model.num_classes",
-                f"is {cfg.model.num_classes} but data.classes keeps {len(cfg.data.classes)} classes",
-            )
-    aug = cfg.data.augment
+    check_data(cfg.data, fail)
+    if cfg.data.classes is not None and len(cfg.data.classes) != cfg.model.num_classes:
+        fail("model.num_classes", f"is {cfg.model.num_classes} but data.classes keeps {len(cfg.data.classes)} classes")
+    if cfg.optimizer.lr <= 0:
+        fail("optimizer.lr", f"must be > 0, got {cfg.optimizer.lr}")
+    _check_model_name(cfg, fail)
+    _check_ranges(cfg, fail)
+
+
+def check_data(data, fail) -> None:
+    """The rules of a data section, whether it came from a file (load_config) or was built in
+    code (data/transforms.py checks it again there): fail(key, message) raises."""
+    if len(data.mean) != 3 or len(data.std) != 3:
+        fail("data.mean", f"and data.std must each hold 3 values (RGB), got {data.mean} and {data.std}")
+    if not all(math.isfinite(v) and abs(v) <= 1e3 for v in data.mean):
+        fail("data.mean", f"must hold finite values of pixel scale (0..1), got {data.mean}")
+    if not all(math.isfinite(v) and MIN_STD <= v <= 1e3 for v in data.std):
+        fail("data.std", f"must hold values between {MIN_STD} and 1000 (pixels are divided by them), got {data.std}")
+    if data.classes is not None and (len(set(data.classes)) != len(data.classes) or not data.classes):
+        fail("data.classes", f"must be a non-empty list of distinct class ids, got {data.classes}")
+    if data.img_size < 1:
+        fail("data.img_size", f"must be >= 1, got {data.img_size}")
+    aug = data.augment
+    for key in ("hflip", "color_jitter_p"):
+        if not 0.0 <= getattr(aug, key) <= 1.0:
+            fail(f"data.augment.{key}", f"is a probability and must be in [0, 1], got {getattr(aug, key)}")
+    for key in ("random_crop_padding", "brightness", "contrast", "rotation"):
+        if getattr(aug, key) < 0:
+            fail(f"data.augment.{key}", f"must be >= 0 (0 = off), got {getattr(aug, key)}")
     if aug.random_resized_crop and aug.random_crop_padding != 0:
         fail(
             "data.augment.random_crop_padding",
             f"must be 0 when data.augment.random_resized_crop is true, got {aug.random_crop_padding}",
         )
     if len(aug.rrc_scale) != 2 or not 0 < aug.rrc_scale[0] <= aug.rrc_scale[1] <= 1:
-        fail("data.augment.rrc_scale", f"must be [min, max] with 0 < min <= max <= 1, got {aug.rrc_scale}")
+        fail("data.augment.rrc_scale", f"must be [min, max] with 0 < min <= max <= 1, got {list(aug.rrc_scale)}")
     if len(aug.rrc_ratio) != 2 or not 0 < aug.rrc_ratio[0] <= aug.rrc_ratio[1]:
-        fail("data.augment.rrc_ratio", f"must be [min, max] with 0 < min <= max, got {aug.rrc_ratio}")
-    if cfg.data.eval_resize_crop is not None and not 0 < cfg.data.eval_resize_crop <= 1:
-        fail("data.eval_resize_crop", f"is a crop fraction and must be in (0, 1], got {cfg.data.eval_resize_crop}")
-    if not 0.0 <= cfg.data.val_fraction < 1.0:
-        fail("data.val_fraction", f"is a fraction of the training images and must be in [0, 1), got {cfg.data.val_fraction}")
-    if cfg.optimizer.lr <= 0:
-        fail("optimizer.lr", f"must be > 0, got {cfg.optimizer.lr}")
-    _check_model_name(cfg, fail)
-    _check_ranges(cfg, fail)
+        fail("data.augment.rrc_ratio", f"must be [min, max] with 0 < min <= max, got {list(aug.rrc_ratio)}")
+    if data.eval_resize_crop is not None and not 0 < data.eval_resize_crop <= 1:
+        fail("data.eval_resize_crop", f"is a crop fraction and must be in (0, 1], got {data.eval_resize_crop}")
+    if not 0.0 <= data.val_fraction < 1.0:
+        fail("data.val_fraction", f"is a fraction of the training images and must be in [0, 1), got {data.val_fraction}")
 
 
 def _check_model_name(cfg: Config, fail) -> None:

@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from adaptformer.data.kinds import KINDS as DATASET_KINDS
+
 @dataclass
 class ModelConfig:
     name: str = "vit_base_patch3_32"
@@ -59,7 +61,7 @@ class AugmentConfig:
 
 @dataclass
 class DataConfig:
-    dataset: str = "cifar10"  # cifar10 | cifar100 | synthetic | folder (train/<class>/*.jpg, val/<class>/...)
+    dataset: str = "cifar10"  # a kind of data/kinds/: cifar10 | cifar100 | synthetic | folder (train/<class>/..., val/<class>/...)
     data_file: Optional[str] = None  # the original python archive (cifar-10-python.tar.gz)
     # CIFAR: a folder holding the archive under its original name; folder: the root of train/ and eval_split/.
     data_dir: Optional[str] = None
@@ -196,7 +198,7 @@ CHOICES = {
     "model.pos_embed_interpolation": ("bicubic", "bilinear"),
     "method.adaptformer.position": ("parallel", "sequential"),
     "method.adaptformer.adapter_input": ("stream", "ln2"),
-    "data.dataset": ("cifar10", "cifar100", "synthetic", "folder"),
+    "data.dataset": tuple(DATASET_KINDS),  # data/kinds/: one module per kind
     "data.eval_split": ("val", "test"),
     "data.on_bad_image": ("error", "skip"),
     "optimizer.name": ("momentum", "sgd", "adamw", "adam"),

@@ -5,8 +5,8 @@ the main thread then waits on) or ends it with a traceback from every worker. So
 raise there:
 - the batch order of an epoch is drawn in the main process (PlannedBatchSampler.set_epoch);
 - each sample is loaded through GuardedSamples, which turns any exception into a blank sample
-  marked by its label (FAILED - index); an unreadable image in a class folder comes marked by
-  ClassFolder itself (-1 - its index), as data.on_bad_image may skip it;
+  marked by its label (FAILED - index); an unreadable image of a dataset of image files comes
+  marked by that dataset itself (data/image_files.py: -1 - its index), as data.on_bad_image may skip it;
 - SampleGuard, around the loader in the main process, loads a marked sample again there for its
   message and stops with one DataError line (or, for images under on_bad_image: skip, leaves it out).
 """
@@ -19,7 +19,7 @@ import paddle
 from paddle.io import DataLoader, Dataset, DistributedBatchSampler
 
 from adaptformer.errors import DataError, short_reason
-from adaptformer.data.kinds.folder import ClassFolder, bad_image_index, load_rgb
+from adaptformer.data.image_files import ImageFiles, load_rgb
 from adaptformer.data.workers import worker_init_fn
 
 FAILED = -(2**40)  # labels at or below it mark a sample whose loading raised (FAILED - index)
@@ -53,10 +53,10 @@ class PlannedBatchSampler(DistributedBatchSampler):
         return iter(planned) if planned is not None else super().__iter__()
 
 
-def _folder_of(dataset):
-    while not isinstance(dataset, ClassFolder) and hasattr(dataset, "dataset"):
+def _image_files_of(dataset):
+    while not isinstance(dataset, ImageFiles) and hasattr(dataset, "dataset"):
         dataset = dataset.dataset  # through paddle.io.Subset (a shard, the validation hold-out)
-    return dataset if isinstance(dataset, ClassFolder) else None
+    return dataset if isinstance(dataset, ImageFiles) else None
 
 
 class SampleGuard:
@@ -64,7 +64,7 @@ class SampleGuard:
 
     def __init__(self, loader: DataLoader, samples: GuardedSamples, on_bad_image: str, log=print):
         self.loader, self.samples, self.on_bad_image, self.log = loader, samples, on_bad_image, log
-        self.folder = _folder_of(samples.dataset)
+        self.files = _image_files_of(samples.dataset)
         self.skipped: List[str] = []
 
     def __getattr__(self, name: str):  # batch_sampler, dataset, ... of the wrapped loader
@@ -99,7 +99,7 @@ class SampleGuard:
         return f"sample {index} could not be loaded, then could (is its file being written?)"
 
     def _image_path(self, label: int) -> str:
-        return self.folder.samples[bad_image_index(label)][0]
+        return self.files.path_of_bad(label)
 
     @staticmethod
     def _image_reason(path: str) -> str:
@@ -110,7 +110,7 @@ class SampleGuard:
         return f"{path}: could not be read, then could (is it being written?)"
 
     def _handle(self, label: int) -> None:
-        if label <= FAILED or self.folder is None:
+        if label <= FAILED or self.files is None:
             raise DataError(self._failure(FAILED - label))
         path = self._image_path(label)
         if self.on_bad_image == "error":

@@ -22,16 +22,19 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any, Callable, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 import paddle.vision.transforms as T
 import paddle.vision.transforms.functional as F
 
-from adaptformer.data import DataError
+from adaptformer.config.checks import check_data
+from adaptformer.data.kinds import kind_of
+from adaptformer.errors import DataError
 
 CIFAR_SIZE = 32
 BICUBIC = "bicubic"
+BILINEAR = "bilinear"  # Paddle's Resize default
 
 
 class RandomApply:
@@ -117,67 +120,71 @@ def eval_resize_size(img_size: int, crop_pct: float) -> int:
     return int(img_size / crop_pct)
 
 
-def _check_range(key: str, value: Sequence[float], upper: float) -> None:
-    if len(value) != 2 or not 0 < value[0] <= value[1] <= upper:
-        bound = f" <= {upper:g}" if math.isfinite(upper) else ""
-        raise DataError(f"data.augment.{key} must be [min, max] with 0 < min <= max{bound}, got {list(value)}")
+def _check(data_cfg) -> None:
+    def fail(key: str, msg: str):
+        raise DataError(f"{key} {msg}")
+
+    check_data(data_cfg, fail)
 
 
-def _check(cfg) -> None:
-    aug = cfg.augment
-    if cfg.img_size < 1:
-        raise DataError(f"data.img_size must be >= 1, got {cfg.img_size}")
-    if len(cfg.mean) != 3 or len(cfg.std) != 3:
-        raise DataError(f"data.mean and data.std must each hold 3 values (RGB), got {cfg.mean} and {cfg.std}")
-    if any(s <= 0 for s in cfg.std):
-        raise DataError(f"data.std values must be > 0, got {cfg.std}")
-    for key in ("hflip", "color_jitter_p"):
-        value = getattr(aug, key)
-        if not 0.0 <= value <= 1.0:
-            raise DataError(f"data.augment.{key} is a probability and must be in [0, 1], got {value}")
-    for key in ("random_crop_padding", "brightness", "contrast", "rotation"):
-        value = getattr(aug, key)
-        if value < 0:
-            raise DataError(f"data.augment.{key} must be >= 0 (0 = off), got {value}")
-    _check_range("rrc_scale", aug.rrc_scale, 1.0)
-    _check_range("rrc_ratio", aug.rrc_ratio, math.inf)
-    if aug.random_resized_crop and aug.random_crop_padding != 0:
-        raise DataError(
-            f"data.augment.random_crop_padding must be 0 when data.augment.random_resized_crop is true, "
-            f"got {aug.random_crop_padding}"
-        )
-    crop_pct = cfg.eval_resize_crop
-    if crop_pct is not None and not 0 < crop_pct <= 1:
-        raise DataError(f"data.eval_resize_crop is a crop fraction and must be in (0, 1], got {crop_pct}")
+# The data keys the evaluation transform depends on (what a tuned folder records of it).
+EVAL_KEYS = ("dataset", "img_size", "mean", "std", "eval_resize_crop")
+
+
+def eval_resize(data_cfg, any_size: bool) -> Dict[str, Any]:
+    """The evaluation transform's geometry, as data: the one description that evaluation,
+    prediction, export's preprocessing record and TaskBank all use. `any_size`: the images may
+    come in any size (folders, prediction); CIFAR's are img_size already when that is 32.
+    {"shorter_side", "interpolation", "center_crop"} or {"size", "interpolation", "center_crop"};
+    size None = no resize."""
+    size = data_cfg.img_size
+    if data_cfg.eval_resize_crop is not None:
+        return {"shorter_side": eval_resize_size(size, data_cfg.eval_resize_crop), "interpolation": BICUBIC,
+                "center_crop": [size, size]}
+    resized = any_size or size != CIFAR_SIZE
+    return {"size": [size, size] if resized else None, "interpolation": BILINEAR, "center_crop": None}
+
+
+def eval_transform(data_cfg, any_size: bool) -> T.Compose:
+    """PIL image -> normalised float32 CHW NumPy array, by eval_resize(data_cfg, any_size)."""
+    _check(data_cfg)
+    plan = eval_resize(data_cfg, any_size)
+    ops: List[Callable[[Any], Any]] = []
+    if "shorter_side" in plan:
+        ops.append(T.Resize(plan["shorter_side"], interpolation=plan["interpolation"]))
+    elif plan["size"] is not None:
+        ops.append(T.Resize(tuple(plan["size"]), interpolation=plan["interpolation"]))
+    if plan["center_crop"] is not None:
+        ops.append(T.CenterCrop(tuple(plan["center_crop"])))
+    ops.append(ToNormalizedArray(data_cfg.mean, data_cfg.std))
+    return T.Compose(ops)
 
 
 def build_transforms(data_cfg, train: bool) -> T.Compose:
     """PIL image -> normalised float32 CHW NumPy array; random only when `train`."""
+    if not train:
+        return eval_transform(data_cfg, kind_of(data_cfg).any_size)
     _check(data_cfg)
     size = data_cfg.img_size
     aug = data_cfg.augment
     ops: List[Callable[[Any], Any]] = []
-    if train and aug.random_resized_crop:
+    if aug.random_resized_crop:
         crop = RandomResizedCrop(size, scale=tuple(aug.rrc_scale), ratio=tuple(aug.rrc_ratio), interpolation=BICUBIC)
         ops.append(crop)
-    elif not train and data_cfg.eval_resize_crop is not None:
-        ops.append(T.Resize(eval_resize_size(size, data_cfg.eval_resize_crop), interpolation=BICUBIC))
-        ops.append(T.CenterCrop(size))
-    elif size != CIFAR_SIZE or data_cfg.dataset == "folder":  # folder images come in any size
+    elif size != CIFAR_SIZE or kind_of(data_cfg).any_size:
         ops.append(T.Resize((size, size)))
-    if train:
-        if aug.random_crop_padding > 0:
-            ops.append(T.RandomCrop(size, padding=aug.random_crop_padding))
-        jitter = []
-        if aug.brightness > 0:
-            jitter.append(T.BrightnessTransform(aug.brightness))
-        if aug.contrast > 0:
-            jitter.append(T.ContrastTransform(aug.contrast))
-        if aug.color_jitter_p > 0 and jitter:
-            ops.append(RandomApply(jitter, p=aug.color_jitter_p))
-        if aug.hflip > 0:
-            ops.append(T.RandomHorizontalFlip(aug.hflip))
-        if aug.rotation > 0:
-            ops.append(T.RandomRotation(aug.rotation))
+    if aug.random_crop_padding > 0:
+        ops.append(T.RandomCrop(size, padding=aug.random_crop_padding))
+    jitter = []
+    if aug.brightness > 0:
+        jitter.append(T.BrightnessTransform(aug.brightness))
+    if aug.contrast > 0:
+        jitter.append(T.ContrastTransform(aug.contrast))
+    if aug.color_jitter_p > 0 and jitter:
+        ops.append(RandomApply(jitter, p=aug.color_jitter_p))
+    if aug.hflip > 0:
+        ops.append(T.RandomHorizontalFlip(aug.hflip))
+    if aug.rotation > 0:
+        ops.append(T.RandomRotation(aug.rotation))
     ops.append(ToNormalizedArray(data_cfg.mean, data_cfg.std))
     return T.Compose(ops)

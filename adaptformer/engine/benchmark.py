@@ -85,7 +85,7 @@ def measure(cfg: Config, steps: int = 5, warmup: int = 2, eval_steps: int = 5) -
     step = TrainStep(model, optimizer, nn.CrossEntropyLoss(), cfg.train.amp)
 
     batch, accumulate = cfg.data.batch_size, cfg.train.accumulate_steps
-    images = paddle.randn([batch, 3, cfg.data.img_size, cfg.data.img_size])
+    images = paddle.randn(model.input_shape(cfg.data.img_size, batch))
     labels = paddle.randint(0, cfg.model.num_classes, [batch])
 
     def train_step():

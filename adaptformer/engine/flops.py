@@ -125,7 +125,7 @@ class _Counter:
         return None
 
 
-def count_flops(model: nn.Layer, img_size: int, in_chans: int = 3) -> FlopCount:
+def count_flops(model: nn.Layer, img_size: int) -> FlopCount:
     """FLOPs per image of a training step of `model` as it is set up now (trainable
     parameters, train/eval modes of its parts, recomputation)."""
     counter = _Counter()
@@ -146,7 +146,7 @@ def count_flops(model: nn.Layer, img_size: int, in_chans: int = 3) -> FlopCount:
     freeze.set_train_mode(model)
     try:
         with paddle.set_grad_enabled(True):
-            model(paddle.zeros([1, in_chans, img_size, img_size]))
+            model(paddle.zeros(model.input_shape(img_size, 1)))
     finally:
         for h in handles:
             h.remove()

@@ -10,12 +10,11 @@ import paddle
 from paddle.io import DataLoader, Subset
 
 from adaptformer import freeze
-from adaptformer.models.backbone import create_backbone, load_backbone_weights
+from adaptformer.models.backbone import build_model
 from adaptformer.weights.checkpoint import load_checkpoint, read_state
-from adaptformer.config import Config, ConfigError, save_config, saved_config_matches
+from adaptformer.config import Config, ConfigError, check_saved_config, save_config
 from adaptformer.data import build_dataset, class_names, eval_split
 from adaptformer.data.loading import guarded_loader
-from adaptformer.methods import apply_method
 from adaptformer.serve.tuned import save_tuned, tuned_size
 from adaptformer.files.atomic import atomic_write_text
 from adaptformer.errors import short_list
@@ -23,19 +22,7 @@ from adaptformer.engine import dist, memory
 from adaptformer.files.run_folder import (LOCK, MANIFEST, RUN_FILES, acquire_lock, read_lock, check_folder, folder_entries, foreign_entries, owned_entries, record_written, release_lock,
                      remove_leftovers, remove_stale_temp_files, snapshot)
 from adaptformer.engine.logger import read_records
-from adaptformer.engine.trainer import BEST, LAST, Trainer, evaluate_model, seed_everything
-
-
-def build_model(cfg: Config, load_backbone: bool = True, log=print):
-    """Backbone by name -> pretrained weights -> tuning method (inserts modules, freezes)."""
-    model = create_backbone(cfg.model, cfg.data.img_size, cfg.data.batch_size)
-    if load_backbone and cfg.model.pretrained:
-        load_backbone_weights(model, cfg.model, cfg.data.mean, cfg.data.std, log)
-    try:
-        log(str(apply_method(model, cfg.method)))
-    except ValueError as e:
-        raise ConfigError(f"method: {e}") from None
-    return model
+from adaptformer.engine.trainer import BEST, LAST, Trainer, evaluate_model, resume_file, seed_everything
 
 
 def build_loaders(cfg: Config) -> Tuple[DataLoader, DataLoader, List[str]]:
@@ -67,7 +54,8 @@ def prepare_output_dir(cfg: Config, resume: bool, overwrite: bool = False) -> Di
     acquire_lock(out)
     check_folder(out, resume, overwrite)  # again: the folder may have changed since the first check
     if resume:
-        _check_resumed_config(cfg, out)
+        resume_file(out)  # "nothing to resume" before "no config.yaml"
+        check_saved_config(cfg, out, fix="resume with the same -c/-o (train.output_dir may differ) or start a new train.output_dir")
     stale = remove_stale_temp_files(out)
     if stale:
         print(f"removed {len(stale)} temporary file(s) a killed run left in {out}: {', '.join(stale)}")
@@ -84,14 +72,6 @@ def prepare_output_dir(cfg: Config, resume: bool, overwrite: bool = False) -> Di
     record_written(out, *RUN_FILES)  # a resumed run claims the folder once its checkpoint has been read (_train)
     save_config(cfg, os.path.join(out, "config.yaml"))
     return before
-
-
-def _check_resumed_config(cfg: Config, out: str) -> None:
-    saved = os.path.join(out, "config.yaml")
-    if os.path.exists(saved):
-        if not saved_config_matches(saved, cfg, ["train.output_dir"]):
-            raise ConfigError(f"{saved}: the run being resumed used another config; resume with the same -c/-o "
-                              "(train.output_dir may differ) or start a new train.output_dir")
 
 
 def train(cfg: Config, resume: bool = False, overwrite: bool = False) -> Dict:

@@ -33,6 +33,14 @@ from adaptformer.engine.optim import build_optimizer, build_scheduler
 from adaptformer.engine.step import TrainStep, decorate_for_amp, group_sizes, set_recompute
 
 LAST = "last.pdckpt"  # model + optimizer + progress, for --resume
+
+
+def resume_file(out: str) -> str:
+    """The checkpoint --resume continues from, or a one-line error naming it."""
+    path = os.path.join(out, LAST)
+    if not os.path.exists(path):
+        raise CheckpointError(f"{path}: nothing to resume (no checkpoint in train.output_dir)")
+    return path
 BEST = "best.pdparams"  # model weights of the best eval epoch
 
 
@@ -95,9 +103,7 @@ class Trainer:
         }
 
     def resume(self) -> None:
-        path = os.path.join(self.out, LAST)
-        if not os.path.exists(path):
-            raise CheckpointError(f"{path}: nothing to resume (no checkpoint in train.output_dir)")
+        path = resume_file(self.out)
         self.logger.check_records()  # a damaged metrics.jsonl is refused before anything is restored
         state = read_resume_state(path)  # a weights-only file is refused here
         load_checkpoint(self.model, path, state=state["model"])  # every key and shape must match

@@ -1,15 +1,18 @@
-"""A backbone as a config describes it: the model by name, then its pretrained weights.
+"""A model as a config describes it: the backbone by name, its pretrained weights, its method.
 
-Training (engine/runner.build_model) and tuned weights (tuned.build_tuned_model) both start
-here, so a backbone is loaded by the same rules wherever it is used.
+`build_model` is the one builder: training (engine/runner), a run's model for inference
+(serve/trained), tuned weights (serve/tuned) and TaskBank (serve/tasks) all build here, so a
+backbone is loaded and a method attached by the same rules wherever a model is used.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
 
-from adaptformer.config import ConfigError, ModelConfig
+from adaptformer.config import Config, ConfigError, ModelConfig
+from adaptformer.errors import one_line
 from adaptformer.models import create_model
 from adaptformer.models.budget import check_model_size
 from adaptformer.weights import load_pretrained
@@ -27,6 +30,40 @@ def create_backbone(m: ModelConfig, img_size: int, batch_size=None):
     except (TypeError, ValueError) as e:
         raise ConfigError(f"model.kwargs: {e}") from None
     _check_input_size(m, img_size, model)
+    return model
+
+
+def build_model(cfg: Config, load_backbone: bool = True, log=print, *, weights=None, source="model.pretrained",
+                hint=MISSING_HINT, batch_size=None, lazy=False, before_method=None, error=ConfigError,
+                where="method", log_method=True):
+    """Backbone by name -> pretrained weights -> tuning method (inserts modules, freezes).
+
+    The weights are `weights` when given, else cfg.model.pretrained when `load_backbone` (none
+    for a model whose weights come next from a run checkpoint). `batch_size`: the training
+    batch, for the memory estimate. `lazy`: the backbone's tensors are created uninitialised
+    (paddle.LazyGuard), for a caller that puts its own in place (`before_method(model)`, run
+    before the method changes the model's layout). A method that does not fit the backbone is
+    `error(f"{where}: ...")`."""
+    import paddle
+
+    from adaptformer.methods import apply_method
+
+    m = cfg.model if weights is None else dataclasses.replace(cfg.model, pretrained=weights)
+    if lazy:
+        with paddle.LazyGuard():
+            model = create_backbone(m, cfg.data.img_size, batch_size)
+    else:
+        model = create_backbone(m, cfg.data.img_size, batch_size)
+    if (load_backbone or weights is not None) and m.pretrained:
+        load_backbone_weights(model, m, cfg.data.mean, cfg.data.std, log, source=source, hint=hint)
+    if before_method is not None:
+        before_method(model)
+    try:
+        report = apply_method(model, cfg.method)
+    except ValueError as e:
+        raise error(f"{where}: {one_line(e)}") from None
+    if log_method:
+        log(str(report))
     return model
 
 
@@ -52,24 +89,12 @@ def load_backbone_weights(model, m: ModelConfig, mean, std, log=print, source="m
 
 
 def _check_input_size(m: ModelConfig, img_size: int, model) -> None:
-    """A ViT's position embedding fixes the image size: another one would fail at the first step.
-    A model that takes several sizes (iFormer) says itself which it cannot take."""
-    check = getattr(model, "check_input_size", None)
-    if check is not None:
-        try:
-            check(img_size)
-        except ValueError as e:
-            raise ConfigError(f"data.img_size: {e} (model {m.name})") from None
-        return
-    patch_embed = getattr(model, "patch_embed", None)
-    if patch_embed is None or img_size == patch_embed.img_size:
-        return
-    size, grid = patch_embed.img_size, patch_embed.grid_size
-    raise ConfigError(
-        f"data.img_size is {img_size} but model {m.name} takes {size}x{size} images "
-        f"(patch {patch_embed.patch_size}, position embedding for {grid}x{grid} patches); set data.img_size: {size} "
-        f"or model.kwargs.img_size: {img_size}"
-    )
+    """Every backbone says which image sizes it cannot take and why (a ViT: any but its position
+    embedding's; an iFormer: those that give a stage an odd grid): refused before the first step."""
+    try:
+        model.check_input_size(img_size)
+    except ValueError as e:
+        raise ConfigError(f"data.img_size is {img_size} but model {m.name} {e}") from None
 
 
 def _check_normalization(path: str, mean, std, expected, log) -> None:

@@ -8,7 +8,6 @@ It is meant to refuse the impossible (depth 100000, width 10^6), not to predict 
 """
 from __future__ import annotations
 
-import math
 import os
 from typing import Any, Dict, Optional
 

@@ -252,6 +252,7 @@ class InceptionTransformer(TunableModel, nn.Layer):
         if attention_heads is None or len(attention_heads) != depth:
             raise ValueError(f"attention_heads needs one entry per block ({depth} for depths {list(depths)})")
         self.img_size = img_size
+        self.in_chans = in_chans
         self.num_classes = num_classes
         self.embed_dims = list(embed_dims)
         self.embed_dim = self.num_features = embed_dims[-1]
@@ -315,7 +316,7 @@ class InceptionTransformer(TunableModel, nn.Layer):
         for stage in (1, 2):
             if grid[0] % 2 or grid[1] % 2:
                 raise ValueError(
-                    f"a {height}x{width} image gives stage {stage} a {grid[0]}x{grid[1]} grid, which must be even "
+                    f"cannot take it: a {height}x{width} image gives stage {stage} a {grid[0]}x{grid[1]} grid, which must be even "
                     "(stages 1-2 pool by 2 and upsample by 2); square sizes that are multiples of 16 work"
                 )
             grid = [_halve(grid[0]), _halve(grid[1])]

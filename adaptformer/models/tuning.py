@@ -87,6 +87,17 @@ class TunableModel:
     A backbone without prompt tokens sets NO_PROMPTS to the reason."""
 
     NO_PROMPTS: Optional[str] = None
+    in_chans: int = 3
+
+    def check_input_size(self, height: int, width: Optional[int] = None) -> None:
+        """Raise ValueError(reason) for an image size the backbone cannot take, the reason read after
+        "model <name>" (default: it takes any)."""
+
+    def input_shape(self, img_size: int, batch: Optional[int] = None) -> List[Optional[int]]:
+        """The shape of an input batch (batch None: any): images [B, C, H, W]. A backbone that
+        takes another input (a video ViT: clips [B, C, T, H, W]) says so here; export, the FLOP
+        counter and the benchmark ask this instead of assuming images."""
+        return [batch, self.in_chans, img_size, img_size]
 
     def tuning_blocks(self) -> List[TunableBlock]:
         raise NotImplementedError

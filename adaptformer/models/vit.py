@@ -92,6 +92,7 @@ class VisionTransformer(TunableModel, nn.Layer):
         self.num_classes = num_classes
         self.embed_dim = self.num_features = embed_dim
         self.global_pool = global_pool
+        self.in_chans = in_chans
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
         self.cls_token = self.create_parameter([1, 1, embed_dim], default_initializer=_zeros)
         self.pos_embed = self.create_parameter(
@@ -125,6 +126,17 @@ class VisionTransformer(TunableModel, nn.Layer):
         elif isinstance(layer, nn.LayerNorm):
             _ones(layer.weight)
             _zeros(layer.bias)
+
+    def check_input_size(self, height: int, width: Optional[int] = None) -> None:
+        """Raise ValueError for an image size the model cannot take: the position embedding
+        fixes it (resize it when loading weights, model.kwargs.img_size)."""
+        width = height if width is None else width
+        pe = self.patch_embed
+        if (height, width) != (pe.img_size, pe.img_size):
+            raise ValueError(
+                f"takes {pe.img_size}x{pe.img_size} images (patch {pe.patch_size}, position embedding for "
+                f"{pe.grid_size}x{pe.grid_size} patches); set data.img_size: {pe.img_size} or model.kwargs.img_size: {height}"
+            )
 
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the head with a freshly initialised one (0 = features only).

@@ -24,7 +24,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from adaptformer.data.transforms import BICUBIC, eval_resize_size
+from adaptformer.data.transforms import eval_resize
 from adaptformer.errors import ExportError, one_line
 from adaptformer.files import read_json
 from adaptformer.files.run_folder import pid_alive
@@ -43,12 +43,7 @@ ONNX_INSTALL = 'pip install -e ".[onnx]" (paddle2onnx and onnxruntime)'
 
 def preprocess_settings(data_cfg) -> Dict:
     """How an image becomes the model's input, as prediction does it (adaptformer/serve/predict.py)."""
-    size = data_cfg.img_size
-    if data_cfg.eval_resize_crop is not None:
-        resize = {"shorter_side": eval_resize_size(size, data_cfg.eval_resize_crop), "interpolation": BICUBIC,
-                  "center_crop": [size, size]}
-    else:
-        resize = {"size": [size, size], "interpolation": "bilinear", "center_crop": None}
+    resize = eval_resize(data_cfg, any_size=True)
     return {"color": "RGB (EXIF orientation applied, alpha dropped, 16-bit scaled to 8)", **resize,
             "scale": "pixel / 255", "mean": list(data_cfg.mean), "std": list(data_cfg.std), "layout": "NCHW",
             "dtype": "float32"}
@@ -116,8 +111,7 @@ def export(trained: TrainedModel, prefix: str, batch_size: Optional[int] = None)
     import paddle
 
     merged = merge_lora(trained.model)
-    size = trained.data.img_size
-    shape = [batch_size, 3, size, size]
+    shape = trained.model.input_shape(trained.data.img_size, batch_size)
     program, params = save_inference(trained.model, prefix, shape)
     meta = {
         "format": "paddle_inference",

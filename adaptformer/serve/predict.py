@@ -12,7 +12,6 @@ gives a Prediction with `error` set; the others are still classified, `batch_siz
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -22,7 +21,7 @@ from PIL import Image, UnidentifiedImageError
 
 from adaptformer.errors import InputFileError, short_reason
 from adaptformer.data.images import MAX_PIXELS, ImageTooLarge, open_rgb, walk_images
-from adaptformer.data.transforms import build_transforms, eval_resize_size
+from adaptformer.data.transforms import eval_resize, eval_transform
 from adaptformer.serve.trained import TrainedModel, from_run, from_tuned
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
@@ -47,14 +46,13 @@ class Prediction:
 def prediction_transform(data_cfg):
     """The evaluation transform of `data_cfg`, resizing every image to the model's input (as for
     image folders; the CIFAR transform assumes 32x32 images already)."""
-    return build_transforms(dataclasses.replace(data_cfg, dataset="folder"), train=False)
+    return eval_transform(data_cfg, any_size=True)
 
 
 def resize_target(data_cfg) -> int:
     """The side the evaluation transform resizes to before any crop."""
-    if data_cfg.eval_resize_crop is not None:
-        return eval_resize_size(data_cfg.img_size, data_cfg.eval_resize_crop)
-    return data_cfg.img_size
+    plan = eval_resize(data_cfg, any_size=True)
+    return plan["shorter_side"] if "shorter_side" in plan else plan["size"][0]
 
 
 def describe_error(e: BaseException, source: Source = None) -> str:

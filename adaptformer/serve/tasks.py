@@ -26,10 +26,9 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from adaptformer.models.backbone import create_backbone
+from adaptformer.models.backbone import build_model
 from adaptformer.config import ConfigError
 from adaptformer.errors import CheckpointError, one_line
-from adaptformer.methods import apply_method
 from adaptformer.serve.tuned import META, backbone_fingerprint, load_tuned, read_tuned_meta, tuned_config, tuned_state_names
 
 
@@ -67,18 +66,22 @@ def _owner(model: nn.Layer, name: str):
     *path, leaf = name.split(".")
     layer = model
     for part in path:
-        layer = layer._sub_layers[part]
+        layer = dict(layer.named_children())[part]
     return layer, leaf
+
+
+def _is_parameter(layer: nn.Layer, leaf: str) -> bool:
+    return leaf in dict(layer.named_parameters(include_sublayers=False))
 
 
 def _slot_tensor(model: nn.Layer, name: str) -> paddle.Tensor:
     layer, leaf = _owner(model, name)
-    return layer._parameters[leaf] if leaf in layer._parameters else layer._buffers[leaf]
+    return getattr(layer, leaf)
 
 
-def _like(tensor: paddle.Tensor) -> paddle.Tensor:
-    """A new tensor of the same kind (parameter or buffer), shape, dtype and trainability."""
-    if isinstance(tensor, paddle.base.framework.EagerParamBase):
+def _like(model: nn.Layer, name: str, tensor: paddle.Tensor) -> paddle.Tensor:
+    """A new tensor for slot `name`, of its kind (parameter or buffer), shape, dtype and trainability."""
+    if _is_parameter(*_owner(model, name)):
         new = paddle.create_parameter(tensor.shape, tensor.dtype)
         new.stop_gradient = tensor.stop_gradient
         return new
@@ -90,6 +93,7 @@ class TaskBank:
         backbone.eval()
         self.backbone = backbone
         self._backbone_state = backbone.state_dict()
+        self._backbone_parameters = {n for n, _ in backbone.named_parameters()}
         self._tasks: Dict[str, _Task] = {}
         self._shapes: Dict[str, _Shape] = {}
         self._active: Optional[str] = None
@@ -105,7 +109,7 @@ class TaskBank:
         key = _shape_key(meta)
         shape = self._shapes.get(key) or self._build(meta, tuned_dir)
         if shape.bound is not None:  # fresh tensors for this task in the shared model's tuned slots
-            self._bind(shape, {n: _like(t) for n, t in self._tasks[shape.bound].tensors.items()})
+            self._bind(shape, {n: _like(shape.model, n, t) for n, t in self._tasks[shape.bound].tensors.items()})
             shape.bound = None
         if shape.fingerprint is None:
             shape.fingerprint = backbone_fingerprint(shape.model, tuned_state_names(shape.model))
@@ -121,17 +125,15 @@ class TaskBank:
     def _build(self, meta: Dict, tuned_dir: str) -> _Shape:
         meta_path = os.path.join(tuned_dir, META)
         cfg = tuned_config(meta, meta_path)
+        shared: List[str] = []
         try:
-            with paddle.LazyGuard():
-                model = create_backbone(cfg.model, cfg.data.img_size)
+            model = build_model(cfg, load_backbone=False, lazy=True, error=CheckpointError, log_method=False,
+                                where=f"{meta_path}: method {cfg.method.name}",
+                                before_method=lambda m: shared.extend(self._share(m, set(meta["tensors"]), tuned_dir)))
         except ConfigError as e:
             raise CheckpointError(f"{meta_path}: {one_line(e)}") from None
-        shared = self._share(model, set(meta["tensors"]), tuned_dir)
-        try:
-            apply_method(model, cfg.method)
-        except ValueError as e:
-            raise CheckpointError(f"{meta_path}: method {cfg.method.name}: {one_line(e)}") from None
         for param in model.parameters():
+            # LazyGuard's parameters wait for initialize(); Paddle has no public test for that state
             if not param._is_initialized():
                 param.initialize()
         return _Shape(model, shared)
@@ -139,9 +141,7 @@ class TaskBank:
     @staticmethod
     def _bind(shape: _Shape, tensors: Dict[str, paddle.Tensor]) -> None:
         for n, tensor in tensors.items():
-            layer, leaf = _owner(shape.model, n)
-            table = layer._parameters if leaf in layer._parameters else layer._buffers
-            table[leaf] = tensor
+            setattr(*_owner(shape.model, n), tensor)  # Layer.__setattr__ keeps a parameter one, a buffer one
 
     def _use(self, name: str) -> _Task:
         """Task `name` with its tensors in its model's slots."""
@@ -164,11 +164,11 @@ class TaskBank:
                 raise CheckpointError(f"{tuned_dir}: '{name}' is {list(placeholder.shape)} {placeholder.dtype} in the "
                                       f"task's model, {list(own.shape)} {own.dtype} in the backbone")
             layer, leaf = _owner(model, name)
-            table = layer._parameters if leaf in layer._parameters else layer._buffers
-            if (table is layer._parameters) != isinstance(own, paddle.base.framework.EagerParamBase):
-                kind = "a parameter" if table is layer._parameters else "a buffer"
+            slot_is_parameter = _is_parameter(layer, leaf)
+            if slot_is_parameter != (name in self._backbone_parameters):
+                kind = "a parameter" if slot_is_parameter else "a buffer"
                 raise CheckpointError(f"{tuned_dir}: '{name}' is {kind} in the task's model, not in the backbone")
-            table[leaf] = own
+            setattr(layer, leaf, own)
             shared.append(name)
         return shared
 

@@ -19,7 +19,6 @@ Every file is read through the restricted reader (checkpoint.read_state).
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -30,7 +29,8 @@ import paddle
 import paddle.nn as nn
 
 from adaptformer import freeze
-from adaptformer.models.backbone import create_backbone, load_backbone_weights
+from adaptformer.data.transforms import EVAL_KEYS
+from adaptformer.models.backbone import build_model
 from adaptformer.weights.checkpoint import check_keys, key_mismatch, read_state
 from adaptformer.config import Config, ConfigError, from_dict, to_dict
 from adaptformer.errors import CheckpointError, InputFileError, one_line, quoted
@@ -43,8 +43,7 @@ from adaptformer.files.atomic import atomic_write, atomic_write_text, remove_sta
 FORMAT = "adaptformer-tuned/1"
 WEIGHTS = "tuned.pdparams"
 META = "tuned.json"
-# The data keys build_transforms(train=False) reads.
-EVAL_TRANSFORM_KEYS = ("dataset", "img_size", "mean", "std", "eval_resize_crop")
+EVAL_TRANSFORM_KEYS = EVAL_KEYS  # what the meta records of the evaluation transform
 META_KEYS = ("format", "model", "method", "class_names", "eval_transform", "tensors", "backbone_fingerprint")
 _FINGERPRINT = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -254,9 +253,8 @@ def build_tuned_model(tuned_dir: str, backbone_weights: str = None, force: bool 
                                   "pass backbone_weights=PATH")
     else:
         source, weights = "backbone_weights", backbone_weights
-    m = dataclasses.replace(cfg.model, pretrained=weights)
-    model = create_backbone(m, cfg.data.img_size)
-    load_backbone_weights(model, m, cfg.data.mean, cfg.data.std, log, source=source, hint="pass backbone_weights=PATH")
+    model = build_model(cfg, weights=weights, log=log, source=source, hint="pass backbone_weights=PATH",
+                        error=CheckpointError, where=f"{meta_path}: method {cfg.method.name}", log_method=False)
     load_tuned(model, tuned_dir, force=force, log=log)
     model.eval()
     return model, meta

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional
 import paddle
 
 from adaptformer.config import (Config, ConfigError, StageConfig, StudyConfig, load_config, load_study,
-                     saved_config_matches, split_study_overrides)
+                     check_saved_config, split_study_overrides)
 from adaptformer.engine import dist
 from adaptformer.engine.logger import read_records
 from adaptformer.engine.runner import TEST_PREDICTIONS, build_model, train
@@ -207,16 +207,9 @@ def finished(out: str) -> bool:
 
 
 def check_finished_config(cfg: Config, out: str, ignored: List[str]) -> None:
-    """--resume reuses a finished run only if it was made with this run's config. Its output
-    folder may differ (a study's folder can be moved, or identical runs copied in), and so may
-    the `ignored` dotted keys."""
-    path = os.path.join(out, "config.yaml")
-    if not os.path.exists(path):
-        raise ConfigError(f"{out}: a finished run without its config.yaml cannot be checked for --resume; "
-                          "run the study with --overwrite instead")
-    if not saved_config_matches(path, cfg, ["train.output_dir", *ignored]):
-        raise ConfigError(f"{path}: the finished run in {out} was made with another config than this study's; "
-                          "run the study with --overwrite, or into another study.output_dir")
+    """--resume reuses a finished run only if it was made with this run's config (the `ignored`
+    keys apart: a study may change what does not change the run)."""
+    check_saved_config(cfg, out, ignored, fix="run the study with --overwrite, or into another study.output_dir")
 
 
 def execute(cfg: Config, resume: bool, overwrite: bool) -> Dict:

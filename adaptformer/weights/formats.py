@@ -8,7 +8,6 @@ The format is told by the file's first bytes, not its name:
 """
 from __future__ import annotations
 
-import json
 import os
 import struct
 import zipfile

@@ -19,13 +19,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
-import paddle
-import paddle.dataset.common
-import paddle.vision.datasets.cifar as cifar_urls  # only its URLs and MD5 sums: the batches are read here
 from PIL import Image
 
-from adaptformer.data import DataError
-from adaptformer.errors import CheckpointError, one_line, short_reason
+from adaptformer.data.kinds import DatasetKind
+from adaptformer.errors import CheckpointError, DataError, one_line, short_reason
 from adaptformer.files import open_regular
 from adaptformer.files.safe_pickle import ALLOWANCE, GROWTH, ByteBudget, CheckpointReadError, read_data_pickle, read_exactly
 
@@ -40,8 +37,20 @@ class CifarKind:
     labels_key: str
     train_prefix: str
     test_member: str
-    url: str
-    md5: str
+    paddle_name: str  # Paddle's names for its URL and MD5 sum: CIFAR10_URL, CIFAR10_MD5
+
+    def _paddle_fact(self, what: str) -> str:
+        import paddle.vision.datasets.cifar as paddle_cifar  # only its URLs and MD5 sums: the batches are read here
+
+        return getattr(paddle_cifar, f"{self.paddle_name}_{what}")
+
+    @property
+    def url(self) -> str:
+        return self._paddle_fact("URL")
+
+    @property
+    def md5(self) -> str:
+        return self._paddle_fact("MD5")
 
     def is_train(self, base: str) -> bool:
         return base.startswith(self.train_prefix)
@@ -50,14 +59,14 @@ class CifarKind:
         return self.is_train(base) if mode == "train" else base == self.test_member
 
 
-KINDS: Dict[str, CifarKind] = {
+ARCHIVES: Dict[str, CifarKind] = {
     "cifar10": CifarKind(
         "CIFAR-10", "cifar-10-python.tar.gz", 10, "batches.meta", "label_names", "labels", "data_batch_",
-        "test_batch", cifar_urls.CIFAR10_URL, cifar_urls.CIFAR10_MD5,
+        "test_batch", "CIFAR10",
     ),
     "cifar100": CifarKind(
         "CIFAR-100", "cifar-100-python.tar.gz", 100, "meta", "fine_label_names", "fine_labels", "train",
-        "test", cifar_urls.CIFAR100_URL, cifar_urls.CIFAR100_MD5,
+        "test", "CIFAR100",
     ),
 }
 
@@ -74,6 +83,8 @@ def _expected(kind: CifarKind) -> str:
 
 
 def cache_path(kind: CifarKind) -> str:
+    import paddle.dataset.common
+
     return os.path.join(paddle.dataset.common.DATA_HOME, "cifar", kind.archive)
 
 
@@ -86,7 +97,7 @@ def _offline_hint(kind: CifarKind) -> str:
 
 def find_archive(data_cfg) -> Tuple[Optional[str], str]:
     """(path, where it came from); path None means it has to be downloaded."""
-    kind = KINDS[data_cfg.dataset]
+    kind = ARCHIVES[data_cfg.dataset]
     if data_cfg.data_file is not None:
         path = os.path.expanduser(data_cfg.data_file)
         if not os.path.isfile(path):
@@ -117,6 +128,8 @@ def check_reachable(url: str, timeout: float = 10.0) -> None:
 def download(kind: CifarKind) -> str:
     """The archive in Paddle's cache, fetched by Paddle's downloader (checked against its MD5)."""
     try:
+        import paddle.dataset.common
+
         check_reachable(kind.url)
         return paddle.dataset.common.download(kind.url, "cifar", kind.md5)
     except Exception as e:  # the downloader raises many kinds; every one means "not available"
@@ -206,7 +219,7 @@ def inspect_archive(path: str, kind: CifarKind, source: str) -> List[str]:
     where = f"{path} ({source})"
     bases, found = _read_archive(path, source, kind, lambda base: base == kind.meta)
     if not any(kind.is_train(b) for b in bases) or kind.test_member not in bases or not found:
-        other = next(k for k in KINDS.values() if k is not kind)
+        other = next(k for k in ARCHIVES.values() if k is not kind)
         if any(other.is_train(b) for b in bases) and other.test_member in bases:
             raise DataError(f"{where}: this is a {other.title} archive, but data.dataset is {kind.title}; {_expected(kind)}")
         listed = ", ".join(sorted(set(bases))[:8]) or "nothing"
@@ -221,8 +234,8 @@ def inspect_archive(path: str, kind: CifarKind, source: str) -> List[str]:
 
 def archive_dataset(path: str) -> str:
     """Which CIFAR archive `path` is, "cifar10" or "cifar100", told by its members, not its file name."""
-    bases, _ = _read_archive(path, "archive", KINDS["cifar10"], lambda base: False)
-    for key, kind in KINDS.items():
+    bases, _ = _read_archive(path, "archive", ARCHIVES["cifar10"], lambda base: False)
+    for key, kind in ARCHIVES.items():
         if any(kind.is_train(b) for b in bases) and kind.test_member in bases:
             return key
     listed = ", ".join(sorted(set(bases))[:8]) or "nothing"
@@ -269,11 +282,10 @@ def read_split(path: str, source: str, kind: CifarKind, mode: str) -> Tuple[np.n
     return np.ascontiguousarray(np.concatenate(images)), labels
 
 
-class CifarImages(paddle.io.Dataset):
+class CifarImages:
     """uint8 images [N, 32, 32, 3] and int64 labels; an item is (transform(PIL image), 0-d int64 label)."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Optional[Callable] = None):
-        super().__init__()
         self.images = images
         self.labels = labels
         self.transform = transform
@@ -292,14 +304,14 @@ def _locate(data_cfg) -> Tuple[str, str]:
     """(archive path, where it came from), downloading it when that is configured and needed."""
     path, source = find_archive(data_cfg)
     if path is None:
-        return download(KINDS[data_cfg.dataset]), "downloaded by Paddle"
+        return download(ARCHIVES[data_cfg.dataset]), "downloaded by Paddle"
     return path, source
 
 
-def load_cifar(data_cfg, split: str, transform: Optional[Callable] = None) -> paddle.io.Dataset:
+def load_cifar(data_cfg, split: str, transform: Optional[Callable] = None) -> CifarImages:
     """The archive's `split` (train | eval = the archive's test split) as a `CifarImages`,
     restricted to data.classes and relabelled 0..k-1 in that order."""
-    kind = KINDS[data_cfg.dataset]
+    kind = ARCHIVES[data_cfg.dataset]
     mode = "train" if split == "train" else "test"
     path, source = _locate(data_cfg)
     inspect_archive(path, kind, source)
@@ -323,4 +335,15 @@ def load_cifar(data_cfg, split: str, transform: Optional[Callable] = None) -> pa
 def cifar_class_names(data_cfg) -> List[str]:
     """All class names of the archive, in original label order."""
     path, source = _locate(data_cfg)
-    return inspect_archive(path, KINDS[data_cfg.dataset], source)
+    return inspect_archive(path, ARCHIVES[data_cfg.dataset], source)
+
+
+def _read(data_cfg, split: str, transform: Optional[Callable] = None) -> CifarImages:
+    return load_cifar(data_cfg, "train" if split == "train" else "eval", transform)
+
+
+KINDS = [
+    DatasetKind(key, class_names=cifar_class_names, read=_read, count=lambda cfg: ARCHIVES[cfg.dataset].num_classes,
+                order=10 + i)
+    for i, key in enumerate(ARCHIVES)
+]

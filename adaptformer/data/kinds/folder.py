@@ -1,4 +1,4 @@
-"""Image-folder datasets (`data.dataset: folder`), read by Paddle's DatasetFolder.
+"""Image-folder datasets (`data.dataset: folder`).
 
 Layout under data.data_dir, one folder per class, the same class folders in
 both splits (images may sit in sub-folders of a class folder):
@@ -25,30 +25,18 @@ The paper's other image datasets as folders (no download code here):
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, List, Optional
 
 import numpy as np
-import paddle
-from paddle.vision.datasets import DatasetFolder
-from paddle.vision.datasets.folder import IMG_EXTENSIONS
-from PIL import Image
 
-from adaptformer.data import DataError
-from adaptformer.errors import one_line, quoted, short_reason
-from adaptformer.data.images import is_hidden, open_rgb, walk_images
+from adaptformer.data.image_files import ImageFiles
+from adaptformer.data.images import is_hidden, walk_images
+from adaptformer.data.kinds import DatasetKind
+from adaptformer.errors import DataError
 
 EVAL_SPLITS = ("val", "test")
-
-
-def load_rgb(path: str) -> Image.Image:
-    """The image at `path` as an RGB PIL image (rules in adaptformer/data/images.py); a one-line
-    DataError naming the file if unreadable."""
-    try:
-        return open_rgb(path)
-    except Exception as e:
-        fix = "replace or remove it under data.data_dir"
-        # quoted: a file name holding a line break cannot forge a line of the training log
-        raise DataError(f"{quoted(path)}: cannot read this image ({one_line(short_reason(e))}); {fix}") from None
+# The file types Paddle's DatasetFolder reads (paddle.vision.datasets.folder.IMG_EXTENSIONS).
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
 def _root(data_cfg) -> str:
@@ -101,49 +89,19 @@ def folder_class_names(data_cfg) -> List[str]:
     return names
 
 
-class ClassFolder(DatasetFolder):
-    """Paddle's DatasetFolder over one split: hidden folders are not classes, and
-    labels come as int64 0-d numpy arrays (load_folder sets the RGB loader and
-    applies data.classes).
 
-    An unreadable image never raises here: an exception inside a DataLoader hangs it
-    (num_workers 0) or ends it in tracebacks from every worker. The sample comes back as
-    a blank image with the label -1 - index instead, and data.loading.SampleGuard, around the
-    loader in the main process, stops on it or leaves it out (data.on_bad_image)."""
+class ClassFolder(ImageFiles):
+    """The images under root/<class_name>/ (sub-folders included), labelled by the sorted class
+    folder names; hidden folders are not classes. Paddle's DatasetFolder follows folder links
+    without end (a link to "." lists a class 41 times) and keeps hidden files, so the walk is
+    images.walk_images, the rule prediction uses too."""
 
-    img_size = 32  # of the blank image standing in for an unreadable one
-
-    def __init__(self, root: str, loader: Callable[[str], Any], transform: Optional[Callable] = None):
-        # Paddle's make_dataset follows folder links without end (a link to "." lists a class
-        # 41 times) and keeps hidden files; images.walk_images is the rule prediction uses too.
-        self.root, self.loader, self.transform, self.extensions = root, loader, transform, IMG_EXTENSIONS
-        self.classes, self.class_to_idx = self._find_classes(root)
-        self.samples = [(path, label) for label, name in enumerate(self.classes)
-                        for path in walk_images(os.path.join(root, name), IMG_EXTENSIONS)]
-        self.targets = [label for _, label in self.samples]
-        self.dtype = paddle.get_default_dtype()
-
-    def _find_classes(self, dir: str) -> Tuple[List[str], Dict[str, int]]:
-        names = _class_folders(dir)
-        return names, {n: i for i, n in enumerate(names)}
-
-    def __getitem__(self, index: int):
-        path, target = self.samples[index]
-        try:
-            img = self.loader(path)
-        except DataError:
-            img, target = Image.new("RGB", (self.img_size, self.img_size)), bad_image_label(index)
-        if self.transform is not None:
-            img = self.transform(img)
-        return img, np.array(target, dtype=np.int64)
-
-
-def bad_image_label(index: int) -> int:
-    return -1 - index
-
-
-def bad_image_index(label: int) -> int:
-    return -1 - label
+    def __init__(self, root: str, transform: Optional[Callable] = None, img_size: int = 32):
+        names = _class_folders(root)
+        samples = [(path, label) for label, name in enumerate(names)
+                   for path in walk_images(os.path.join(root, name), IMG_EXTENSIONS)]
+        super().__init__(samples, names, transform, img_size)
+        self.root = root
 
 
 def load_folder(data_cfg, split: str, transform: Optional[Callable[[Any], Any]] = None) -> ClassFolder:
@@ -162,18 +120,18 @@ def load_folder(data_cfg, split: str, transform: Optional[Callable[[Any], Any]] 
                 f"only in train: {only_train}, only in {data_cfg.eval_split}: {only_eval}"
             )
     extensions = ", ".join(IMG_EXTENSIONS)
-    ds = ClassFolder(path, loader=load_rgb, transform=transform)
-    ds.img_size = data_cfg.img_size
-    targets = ds.targets
-    counts = np.bincount(np.asarray(targets, dtype=np.int64), minlength=len(names))
+    ds = ClassFolder(path, transform=transform, img_size=data_cfg.img_size)
+    counts = np.bincount(np.asarray(ds.targets, dtype=np.int64), minlength=len(names))
     empty = [os.path.join(path, n) for n, c in zip(names, counts) if c == 0]
     if empty:
         more = f" and {len(empty) - 1} more" if len(empty) > 1 else ""
         raise DataError(f"{empty[0]}{more}: class folder with no images (looked for {extensions})")
-    if data_cfg.classes is not None:
-        table = {old: new for new, old in enumerate(data_cfg.classes)}
-        ds.samples = [(p, table[t]) for p, t in ds.samples if t in table]
-        ds.targets = [t for _, t in ds.samples]
-        ds.classes = [names[c] for c in data_cfg.classes]
-        ds.class_to_idx = {n: i for i, n in enumerate(ds.classes)}
-    return ds
+    return ds.keep(data_cfg.classes)
+
+
+def _read(data_cfg, split: str, transform: Optional[Callable[[Any], Any]] = None) -> ClassFolder:
+    return load_folder(data_cfg, "train" if split == "train" else "eval", transform)
+
+
+KINDS = [DatasetKind("folder", class_names=folder_class_names, read=_read, any_size=True,
+                     counted_in=lambda cfg: f"the class folders of {cfg.data_dir}", order=30)]

@@ -11,7 +11,9 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
-from paddle.io import Dataset
+
+from adaptformer.data.kinds import DatasetKind
+from adaptformer.errors import DataError
 
 _PATTERN_SEED = 20220527
 
@@ -35,7 +37,7 @@ def render(cls: int, img_size: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-class SyntheticImages(Dataset):
+class SyntheticImages:
     """`num_samples` images, classes balanced, labels 0..k-1 as an int64 0-d array.
 
     `classes` picks which of the `num_classes` patterns appear (label i shows
@@ -70,3 +72,22 @@ class SyntheticImages(Dataset):
 
     def __len__(self) -> int:
         return len(self.labels)
+
+
+SEEDS = {"train": 0, "test": 1}  # the train and test images differ, the patterns do not
+
+
+def _read(data_cfg, split: str, transform: Optional[Callable] = None) -> SyntheticImages:
+    key = "synthetic_train_size" if split == "train" else "synthetic_eval_size"
+    size = getattr(data_cfg, key)
+    if size < 1 or data_cfg.synthetic_num_classes < 1:
+        raise DataError(
+            f"data.{key} and data.synthetic_num_classes must be >= 1, "
+            f"got {size} and {data_cfg.synthetic_num_classes}"
+        )
+    return SyntheticImages(size, data_cfg.synthetic_num_classes, data_cfg.img_size, seed=SEEDS[split],
+                           transform=transform, classes=data_cfg.classes)
+
+
+KINDS = [DatasetKind("synthetic", class_names=lambda cfg: [f"class_{i}" for i in range(cfg.synthetic_num_classes)],
+                     read=_read, count=lambda cfg: cfg.synthetic_num_classes, order=20)]
