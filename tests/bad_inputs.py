@@ -342,7 +342,7 @@ CASES = [
     Case("model.kwargs.depth: 100000", ["-o", "model.kwargs.depth=100000"], "model.kwargs.depth: must be between 1 and 256"),
     Case("a model too large for the machine (depth 256, width 16384)",
          ["-o", "model.kwargs.depth=256", "-o", "model.kwargs.embed_dim=16384", "-o", "model.kwargs.num_heads=16"],
-         "GiB, more than this machine's"),
+         "training at batch 32 would take about"),
     Case("data.synthetic_train_size: 10^9", ["-o", "data.synthetic_train_size=1000000000"],
          "data.synthetic_train_size must be between 1 and 1000000"),
     Case("data.eval_resize_crop: 0.002", ["-o", "data.eval_resize_crop=0.002"], "data.eval_resize_crop must be at least 0.25"),

@@ -76,7 +76,7 @@ def architecture(model: nn.Layer, cfg: Config) -> Dict:
 def measure(cfg: Config, steps: int = 5, warmup: int = 2, eval_steps: int = 5) -> Dict:
     seed_everything(cfg.train.seed)
     with paddle.utils.unique_name.guard():
-        model = build_model(cfg, load_backbone=False, log=lambda *a, **k: None)
+        model = build_model(cfg, load_backbone=False, log=lambda *a, **k: None, batch_size=cfg.data.batch_size)
     set_recompute(model, cfg)
     params = freeze.summary(model)
     flops = count_flops(model, cfg.data.img_size)

@@ -122,7 +122,7 @@ def _train(cfg: Config, resume: bool, overwrite: bool = False) -> Dict:
     log = print if dist.is_main() else (lambda *a, **k: None)
     seed_everything(cfg.train.seed)
     # Everything that can reject the config runs before the output folder is touched.
-    model = build_model(cfg, load_backbone=not resume, log=log)
+    model = build_model(cfg, load_backbone=not resume, log=log, batch_size=cfg.data.batch_size)
     params = freeze.summary(model)
     log(f"method {cfg.method.name}: {params}")
     train_loader, eval_loader, names = build_loaders(cfg)
