@@ -115,18 +115,25 @@ def spy_on(monkeypatch, module, names):
 
 @pytest.mark.parametrize("dtype,level", AMP_CASES)
 def test_amp_settings_reach_paddle_amp(tiny_config, dtype, level, monkeypatch, capsys):
-    """What the CPU build can check: every forward runs under auto_cast with the configured
-    dtype and level, the loss scaler is on for float16 only, and O2 decorates the model."""
+    """What the CPU build can check: every forward runs under auto_cast with the configured dtype
+    and level (the steps, the epoch's evaluation and the final test), the loss scaler is on for
+    float16 only, and O2 decorates the model, leaving the layers that train whole in float32."""
     calls = spy_on(monkeypatch, paddle.amp, ["auto_cast", "GradScaler", "decorate"])
     amp = {"enabled": True, "dtype": dtype, "level": level, "init_loss_scaling": 1024}
     train(load_config(tiny_config(train={"epochs": 1, "amp": amp})))
-    steps_and_eval = 4 + 1  # 64 samples in batches of 16, then one evaluation
-    assert calls["auto_cast"] == [{"enable": True, "level": level, "dtype": dtype}] * steps_and_eval
-    assert calls["GradScaler"] == [{"enable": dtype == "float16", "init_loss_scaling": 1024.0}]
-    o2 = [{"level": "O2", "dtype": dtype, "save_dtype": "float32"}]
-    assert calls["decorate"] == (o2 if level == "O2" else [])
-    if not paddle.device.is_compiled_with_cuda():
-        assert "AMP settings run in float32" in capsys.readouterr().out
+    steps_eval_test = 4 + 1 + 1  # 64 samples in batches of 16, one evaluation, the final test (last and best)
+    assert calls["auto_cast"] == [{"enable": True, "level": level, "dtype": dtype}] * steps_eval_test
+    assert calls["GradScaler"] == [{"enable": dtype == "float16", "init_loss_scaling": 1024.0,
+                                    "decr_every_n_nan_or_inf": 1}]
+    if level == "O2":
+        (decorated,) = calls["decorate"]
+        kept = decorated.pop("excluded_layers")
+        assert decorated == {"level": "O2", "dtype": dtype, "save_dtype": "float32"}
+        assert sorted(type(layer).__name__ for layer in kept) == ["AdaptFormerAdapter"] * 2 + ["Linear"] * 5
+    else:
+        assert calls["decorate"] == []
+    if not paddle.device.get_device().startswith("gpu"):
+        assert "Paddle's AMP takes effect on a GPU only; on cpu the run computes in float32" in capsys.readouterr().out
 
 
 @pytest.mark.skipif(not paddle.device.is_compiled_with_cuda(), reason="AMP computes in float32 on a CPU build")
@@ -140,6 +147,13 @@ def test_amp_runs_and_trains(tiny_config, dtype, level):
     assert summary["best_top1"] > 0.5
     saved = weights(f"{cfg.train.output_dir}/{LAST}")
     assert {v.dtype for v in saved.values()} == {np.dtype("float32")}
+    # The tuned folder is served on the float32 backbone (its fingerprint was taken before the cast).
+    from adaptformer.engine.trainer import seed_everything
+    from adaptformer.models.backbone import build_model
+    from adaptformer.serve.tuned import load_tuned
+
+    seed_everything(cfg.train.seed)
+    load_tuned(build_model(cfg, log=lambda *a: None), f"{cfg.train.output_dir}/tuned")
 
 
 def test_bad_training_options_are_one_line_errors(tiny_config):

@@ -127,7 +127,7 @@ def measure(cfg: Config, steps: int = 5, warmup: int = 2, eval_steps: int = 5) -
         "flops_per_step": flops.as_dict(images_per_step),
         "achieved_flops_per_s": flops.train * images_per_step / train_s,
         "device": paddle.device.get_device(),
-        "amp": cfg.train.amp.enabled and paddle.device.is_compiled_with_cuda(),
+        "amp": cfg.train.amp.enabled and memory.on_gpu(),
         "recompute": cfg.train.recompute,
         "threads": os.environ.get("OMP_NUM_THREADS"),
         "stride_kernel": paddle.get_flags(["FLAGS_use_stride_kernel"])["FLAGS_use_stride_kernel"],

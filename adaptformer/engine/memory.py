@@ -1,4 +1,4 @@
-"""Peak memory of a run: GPU memory allocated by Paddle on CUDA builds, else the process's peak
+"""Peak memory of a run: GPU memory allocated by Paddle when it runs on a GPU, else the process's peak
 resident set size (Linux VmHWM, reset at the start of each run through /proc/self/clear_refs)."""
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import paddle
 
 
 def on_gpu() -> bool:
-    return paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+    """Whether the run computes on a GPU: the device in use, not what the build could use (a CUDA
+    build runs on the CPU after paddle.set_device("cpu") or with CUDA_VISIBLE_DEVICES empty)."""
+    return paddle.device.get_device().startswith("gpu")
 
 
 def reset_peak() -> None:

@@ -15,7 +15,8 @@ from adaptformer.weights.checkpoint import load_checkpoint, read_state
 from adaptformer.config import Config, ConfigError, check_saved_config, save_config
 from adaptformer.data import build_dataset, class_names, eval_split
 from adaptformer.data.loading import guarded_loader
-from adaptformer.serve.tuned import save_tuned, tuned_size
+from adaptformer.engine.step import autocast
+from adaptformer.serve.tuned import backbone_fingerprint, save_tuned, tuned_size, tuned_state_names
 from adaptformer.files.atomic import atomic_write_text
 from adaptformer.errors import short_list
 from adaptformer.engine import dist, memory
@@ -130,7 +131,9 @@ def _train(cfg: Config, resume: bool, overwrite: bool = False) -> Dict:
         build_dataset(cfg.data, "test")  # read (and checked) now, not after the last epoch
     earlier = prepare_output_dir(cfg, resume, overwrite)
     log(f"resolved config: {os.path.join(cfg.train.output_dir, 'config.yaml')}")
-    trainer = Trainer(cfg, model, train_loader, eval_loader, names)
+    # Taken before the Trainer (AMP O2 casts the backbone); a resumed run reads it from last.pdckpt.
+    fingerprint = None if resume or cfg.method.names == ["full"] else backbone_fingerprint(model, tuned_state_names(model))
+    trainer = Trainer(cfg, model, train_loader, eval_loader, names, backbone_fingerprint=fingerprint)
     if resume:
         trainer.resume()
         if dist.is_main():  # the folder may have been moved since: its config.yaml names where it is now
@@ -141,7 +144,7 @@ def _train(cfg: Config, resume: bool, overwrite: bool = False) -> Dict:
     test = final_test(cfg, model, result, len(names), log)
     tuned = None
     if dist.is_main() and cfg.method.names != ["full"]:
-        tuned = save_tuned(model, os.path.join(cfg.train.output_dir, TUNED), cfg, names)
+        tuned = save_tuned(model, os.path.join(cfg.train.output_dir, TUNED), cfg, names, trainer.backbone_fingerprint)
         size = tuned_size(tuned)
         shown = f"{size / 2**20:.2f} MiB" if size >= 2**20 else f"{size / 1024:.1f} KiB"
         log(f"tuned weights (what {cfg.method.name} changed, for the chosen epoch): {tuned} ({shown})")
@@ -180,9 +183,10 @@ def final_test(cfg: Config, model, result: Dict, num_classes: int, log) -> Dict:
     hold-out) and with the last epoch's. Per-image predictions go to test_predictions.json
     (single process) for paired comparisons between runs."""
     loader = build_eval_loader(cfg, "test")
-    last = evaluate_model(model, loader, num_classes)
-    load_checkpoint(model, os.path.join(cfg.train.output_dir, BEST))
-    best = evaluate_model(model, loader, num_classes)
+    with autocast(cfg.train.amp):  # as the epochs' evaluations ran
+        last = evaluate_model(model, loader, num_classes)
+        load_checkpoint(model, os.path.join(cfg.train.output_dir, BEST))
+        best = evaluate_model(model, loader, num_classes)
     out = {"test_top1": best.result()["top1"], "test_top5": best.result().get("top5"),
            "test_top1_last": last.result()["top1"], "test_images": best.result()["num_samples"]}
     log(f"test split ({out['test_images']} images): top-1 {out['test_top1']:.4f} with the epoch chosen on "

@@ -26,11 +26,11 @@ from adaptformer.errors import Interrupted, short_reason
 from adaptformer.weights.checkpoint import CheckpointError, load_checkpoint, read_resume_state, save_state
 from adaptformer.config import Config
 from adaptformer.data import eval_split
-from adaptformer.engine import dist
+from adaptformer.engine import dist, memory
 from adaptformer.engine.logger import RunLogger
 from adaptformer.engine.metrics import ClassificationMeter
 from adaptformer.engine.optim import build_optimizer, build_scheduler
-from adaptformer.engine.step import TrainStep, decorate_for_amp, group_sizes, set_recompute
+from adaptformer.engine.step import TrainStep, attention_kernels, decorate_for_amp, float32_logits, group_sizes, set_recompute
 
 LAST = "last.pdckpt"  # model + optimizer + progress, for --resume
 
@@ -66,6 +66,7 @@ class Trainer:
         eval_loader,
         class_names: List[str],
         logger: Optional[RunLogger] = None,
+        backbone_fingerprint: Optional[str] = None,
     ):
         self.cfg = cfg
         self.model = model
@@ -75,6 +76,8 @@ class Trainer:
         self.out = cfg.train.output_dir
         self.logger = logger or RunLogger(self.out, enabled=dist.is_main(), log_every=cfg.train.log_every)
         set_recompute(model, cfg)
+        # The float32 backbone's fingerprint, taken before AMP O2 casts it (tuned folders name it).
+        self.backbone_fingerprint = backbone_fingerprint
         # Steps count optimizer updates: one per train.accumulate_steps micro-batches.
         self.steps_per_epoch = math.ceil(len(train_loader) / cfg.train.accumulate_steps)
         self.scheduler = build_scheduler(cfg.optimizer, cfg.scheduler, self.steps_per_epoch, cfg.train.epochs)
@@ -83,8 +86,9 @@ class Trainer:
         self.net = paddle.DataParallel(model) if dist.world_size() > 1 else model
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
         self.step = TrainStep(self.net, self.optimizer, self.loss_fn, cfg.train.amp)
-        if cfg.train.amp.enabled and not paddle.device.is_compiled_with_cuda():
-            self.logger.info("train.amp: this Paddle build has no GPU support; AMP settings run in float32")
+        if cfg.train.amp.enabled and not memory.on_gpu():
+            self.logger.info(f"train.amp: Paddle's AMP takes effect on a GPU only; on {paddle.device.get_device()} "
+                             "the run computes in float32")
         self.start_epoch = 1
         self.epoch = 1  # the epoch running (for the interrupt message)
         self._interrupted = False  # set by Ctrl-C during fit, acted on between steps
@@ -100,6 +104,7 @@ class Trainer:
             "epoch": epoch,
             "global_step": self.global_step,
             "best": dict(self.best),
+            "backbone_fingerprint": self.backbone_fingerprint,
         }
 
     def resume(self) -> None:
@@ -120,6 +125,8 @@ class Trainer:
         self.start_epoch = int(state["epoch"]) + 1
         self.global_step = int(state["global_step"])
         self.best = dict(state["best"])
+        if isinstance(state.get("backbone_fingerprint"), str):
+            self.backbone_fingerprint = state["backbone_fingerprint"]
         self.logger.truncate_records(int(state["epoch"]))
         self.logger.info(f"resumed from {path} at epoch {state['epoch']} (step {self.global_step})")
 
@@ -196,12 +203,19 @@ class Trainer:
         steps = self.steps_per_epoch
         self.logger.start_epoch(epoch, self.cfg.train.epochs, steps)
         groups = group_sizes(len(self.train_loader), self.cfg.train.accumulate_steps)
-        step, in_group = 0, 0
+        step, in_group, skipped = 0, 0, 0
         for images, labels in self.train_loader:
             labels = labels.reshape([-1]).astype("int64")
             in_group += 1
             last = in_group == groups[step]
-            loss, logits = self.step.forward_backward(images, labels, 1.0 / groups[step], sync=last)
+            if self.global_step == 0 and in_group == 1:
+                with attention_kernels() as kernels:  # logged once per run: FlashAttention or not
+                    loss, logits = self.step.forward_backward(images, labels, 1.0 / groups[step], sync=last)
+                if kernels:
+                    self.logger.info(f"attention: Paddle's scaled_dot_product_attention runs "
+                                     f"{', '.join(sorted(set(kernels)))} ({paddle.device.get_device()})")
+            else:
+                loss, logits = self.step.forward_backward(images, labels, 1.0 / groups[step], sync=last)
             loss_value = float(loss)
             if not np.isfinite(loss_value):
                 raise FloatingPointError(
@@ -212,9 +226,11 @@ class Trainer:
             if not last:
                 continue
             self._check_interrupt()
-            self.step.update()
             lr = self.optimizer.get_lr()
-            self.scheduler.step()
+            if self.step.update():
+                self.scheduler.step()
+            else:  # overflowing float16 gradients: the scaler skipped it, so the schedule waits too
+                skipped += 1
             self.global_step += 1
             step, in_group = step + 1, 0
             self.logger.step(step, steps, {"loss": loss_value, "lr": lr})
@@ -222,7 +238,10 @@ class Trainer:
                 self.logger.scalars({"train/loss": loss_value, "train/lr": lr}, self.global_step)
         meter.all_reduce()
         result = meter.result()
-        return {"loss": result["loss"], "top1": result["top1"]}
+        if skipped:
+            self.logger.info(f"epoch {epoch}: {skipped} of {steps} updates skipped by the float16 loss scaler "
+                             f"(overflow); loss scale now {float(self.step.scaler.get_loss_scaling()):g}")
+        return {"loss": result["loss"], "top1": result["top1"], "skipped_steps": skipped}
 
     def _kept_checkpoint(self, failed_epoch: int) -> str:
         if failed_epoch > 1 and os.path.exists(os.path.join(self.out, LAST)):
@@ -242,7 +261,7 @@ def evaluate_model(model: nn.Layer, loader, num_classes: int) -> ClassificationM
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
     for images, labels in loader:
         labels = labels.reshape([-1]).astype("int64")
-        logits = model(images)
+        logits = float32_logits(model(images))
         meter.update(logits.numpy(), labels.numpy(), float(loss_fn(logits, labels)))
     meter.all_reduce()
     return meter

@@ -76,7 +76,7 @@ class AdaptFormerAdapter(nn.Layer):
             self.register_buffer("scale", paddle.to_tensor([scale], dtype="float32"), persistable=True)
 
     def forward(self, x):
-        return self.up_proj(self.dropout(self.act(self.down_proj(x)))) * self.scale
+        return scaled(self.up_proj(self.dropout(self.act(self.down_proj(x)))), self.scale)
 
     def join(self, x, normed, h):
         """The block's output from the stream x after its mixer, normed = LN2(x) and the MLP branch h."""
@@ -86,6 +86,16 @@ class AdaptFormerAdapter(nn.Layer):
 
     def extra_repr(self) -> str:
         return f"position={self.position}, input={self.adapter_input}"
+
+
+def scaled(up, scale):
+    """up * scale, computed in the scale's dtype (float32) when `up` comes in low precision under
+    mixed precision: the scale's gradient sums B*N*D products, which in float16 times a loss
+    scale of 2^16 is the first thing to overflow, and in bfloat16 loses most of its digits."""
+    if up.dtype == scale.dtype:
+        return up * scale
+    with paddle.amp.auto_cast(enable=False):
+        return (up.astype(scale.dtype) * scale).astype(up.dtype)
 
 
 def insert_adapters(blocks: List[nn.Layer], indices: Optional[Iterable[int]] = None, **adapter_kwargs) -> None:

@@ -131,7 +131,6 @@ class LowMixer(nn.Layer):
         self.dim = dim
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
-        self.scale = self.head_dim**-0.5
         self.pool_size = pool_size
         self.qkv = Linear(dim, 3 * dim, bias_attr=None if qkv_bias else False)
         self.attn_drop = nn.Dropout(attn_drop)
@@ -147,7 +146,7 @@ class LowMixer(nn.Layer):
         tokens = pooled.flatten(2).transpose([0, 2, 1])  # [b, h*w, c], row-major positions
         q, k, v = self.qkv(tokens).reshape([b, h * w, 3, self.num_heads, self.head_dim]).unbind(2)
         dropout = self.attn_drop.p if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, training=self.training, scale=self.scale)
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, training=self.training)
         # Heads concatenated along channels (channel = head * head_dim + d), back onto the grid.
         out = out.reshape([b, h * w, c]).transpose([0, 2, 1]).reshape([b, c, h, w])
         return self.uppool(out)

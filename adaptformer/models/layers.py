@@ -44,7 +44,6 @@ class Attention(nn.Layer):
             raise ValueError(f"embed_dim {dim} is not divisible by num_heads {num_heads}")
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
-        self.scale = self.head_dim**-0.5
         self.qkv = Linear(dim, dim * 3, bias_attr=None if qkv_bias else False)
         self.attn_drop = nn.Dropout(attn_drop)
         self.proj = Linear(dim, dim)
@@ -55,9 +54,11 @@ class Attention(nn.Layer):
         # [b, n, heads, head_dim] is the layout scaled_dot_product_attention takes, so q, k
         # and v need no transposes; on CPU this was 1.8x faster in forward+backward than
         # softmax(q k^T) v over transposed views, with identical results (docs/benchmarks.md).
+        # The scale is left to its default, 1/sqrt(head_dim): Paddle rules FlashAttention out for
+        # any explicit scale, even one equal to the default (paddle/nn/functional/sdpa.py).
         q, k, v = self.qkv(x).reshape([b, n, 3, self.num_heads, self.head_dim]).unbind(2)
         dropout = self.attn_drop.p if self.training else 0.0
-        x = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, training=self.training, scale=self.scale)
+        x = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, training=self.training)
         return self.proj_drop(self.proj(x.reshape([b, n, c])))
 
 

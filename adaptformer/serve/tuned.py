@@ -31,7 +31,7 @@ import paddle.nn as nn
 from adaptformer import freeze
 from adaptformer.data.transforms import EVAL_KEYS
 from adaptformer.models.backbone import build_model
-from adaptformer.weights.checkpoint import check_keys, key_mismatch, read_state
+from adaptformer.weights.checkpoint import check_keys, dtype_name, key_mismatch, read_state
 from adaptformer.config import Config, ConfigError, from_dict, to_dict
 from adaptformer.errors import CheckpointError, InputFileError, one_line, quoted
 from adaptformer.files import read_json
@@ -67,10 +67,6 @@ def tuned_state_names(model: nn.Layer) -> List[str]:
     ]
 
 
-def _dtype(tensor) -> str:
-    return str(tensor.dtype).replace("paddle.", "")
-
-
 def backbone_fingerprint(model: nn.Layer, tuned_names) -> str:
     """sha256 over every state-dict tensor not in `tuned_names`, in sorted-name order: for each a
     JSON header [name, dtype, shape] and a newline, then its bytes."""
@@ -79,7 +75,7 @@ def backbone_fingerprint(model: nn.Layer, tuned_names) -> str:
     digest = hashlib.sha256()
     for name in sorted(k for k in state if k not in tuned):
         tensor = state[name]
-        digest.update(json.dumps([name, _dtype(tensor), list(tensor.shape)]).encode() + b"\n")
+        digest.update(json.dumps([name, dtype_name(tensor), list(tensor.shape)]).encode() + b"\n")
         digest.update(tensor.numpy().tobytes())
     return f"sha256:{digest.hexdigest()}"
 
@@ -97,9 +93,11 @@ def _refuse_merged(model: nn.Layer, where: str) -> None:
 
 # --- saving ----------------------------------------------------------------------------------
 
-def save_tuned(model: nn.Layer, out_dir: str, cfg: Config, class_names: List[str]) -> str:
+def save_tuned(model: nn.Layer, out_dir: str, cfg: Config, class_names: List[str],
+               fingerprint: Optional[str] = None) -> str:
     """Write `out_dir`/tuned.pdparams and tuned.json (each atomically) for a model that `cfg`'s
-    method was applied to; returns `out_dir`."""
+    method was applied to; returns `out_dir`. `fingerprint`: the backbone's, taken before AMP O2
+    cast it (the float32 backbone the weights are served on); by default the model's own."""
     if cfg.method.names == ["full"]:
         raise CheckpointError(f"{out_dir}: method 'full' trains every tensor; save the whole state dict instead")
     _refuse_merged(model, out_dir)
@@ -115,8 +113,8 @@ def save_tuned(model: nn.Layer, out_dir: str, cfg: Config, class_names: List[str
         "method": data["method"],
         "class_names": names,
         "eval_transform": {k: data["data"][k] for k in EVAL_TRANSFORM_KEYS},
-        "tensors": {n: {"shape": list(state[n].shape), "dtype": _dtype(state[n])} for n in tuned},
-        "backbone_fingerprint": backbone_fingerprint(model, tuned),
+        "tensors": {n: {"shape": list(state[n].shape), "dtype": dtype_name(state[n])} for n in tuned},
+        "backbone_fingerprint": fingerprint or backbone_fingerprint(model, tuned),
     }
     remove_stale_temp_files(out_dir)
     atomic_write(os.path.join(out_dir, WEIGHTS), lambda tmp: paddle.save({n: state[n] for n in tuned}, tmp))
@@ -223,7 +221,7 @@ def load_tuned(model: nn.Layer, tuned_dir: str, force: bool = False, log=print,
     if mismatch:
         raise CheckpointError(f"{meta_path}: 'tensors' and {WEIGHTS} disagree ({mismatch} in {WEIGHTS})")
     for n in tuned:
-        held = (list(model_state[n].shape), _dtype(model_state[n]))
+        held = (list(model_state[n].shape), dtype_name(model_state[n]))
         if listed[n] != held:
             raise CheckpointError(f"{meta_path}: tensors['{one_line(n)}'] is {listed[n][0]} {quoted(listed[n][1])}, "
                                   f"the model holds {held[0]} {held[1]}")

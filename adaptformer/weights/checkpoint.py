@@ -73,11 +73,27 @@ def _shape(value) -> tuple:
 
 
 def load_checkpoint(model: nn.Layer, path: str, state: Optional[Dict] = None) -> None:
-    """Strict: the file must hold exactly the model's tensors. `state` skips re-reading `path`."""
+    """Strict: the file must hold exactly the model's tensors. `state` skips re-reading `path`.
+    Each tensor is cast to the dtype the model holds it in: under AMP O2 the model is float16 or
+    bfloat16 while its checkpoints are saved in float32 (and set_value asserts equal dtypes)."""
     state = read_state(path) if state is None else state
     model_state = model.state_dict()
     check_keys(state, model_state, path, "does not match the model built from the config")
-    model.set_state_dict(state)
+    own = model.state_dict(use_hook=False)  # the tensors as held, not as saved (AMP's save_dtype hook)
+    model.set_state_dict({k: in_dtype_of(v, own[k]) for k, v in state.items()})
+
+
+def dtype_name(value) -> str:
+    """'float32', 'bfloat16', ... of a NumPy array or a Paddle tensor."""
+    return str(value.dtype).replace("paddle.", "")
+
+
+def in_dtype_of(value, target):
+    """`value` (an array or a tensor) unchanged when it has `target`'s dtype, else a cast tensor."""
+    if dtype_name(value) == dtype_name(target):
+        return value
+    tensor = value if isinstance(value, paddle.Tensor) else paddle.to_tensor(value)
+    return tensor.astype(target.dtype)
 
 
 def key_mismatch(expected, found) -> str:
