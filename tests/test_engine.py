@@ -1,5 +1,6 @@
 import json
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -183,6 +184,53 @@ def test_two_process_launch_matches_single_process_eval(tmp_path, tiny_config):
     single = evaluate(load_config(os.path.join(out, "config.yaml")), os.path.join(out, BEST))
     assert single["top1"] == pytest.approx(best["eval_top1"], abs=1e-9)
     assert {"workerlog.0", "workerlog.1"} <= set(os.listdir(tmp_path / "log"))
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_node_launch_trains_the_same_weights_as_one_process_with_the_global_batch(tmp_path, tiny_config):
+    """Two launchers (--nnodes 2, master on 127.0.0.1, gloo on CPU) with batch 8 each step through
+    the same 16 images per step as one process with batch 16, so every update must agree up to
+    the float32 rounding of summing two half-batch gradients. Augmentation is off: its random
+    draws are seeded per rank (different crops per process are what one wants), so with it on
+    the two runs see different images."""
+    no_augment = {"random_crop_padding": 0, "hflip": 0.0, "color_jitter_p": 0.0, "rotation": 0.0}
+    two = tiny_config("two", data={"batch_size": 8, "augment": no_augment})
+    one = tiny_config("one", data={"batch_size": 16, "augment": no_augment})
+    master = f"127.0.0.1:{_free_port()}"
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    launchers = [subprocess.Popen([sys.executable, "-m", "paddle.distributed.launch", "--nnodes", "2",
+                                   "--master", master, "--rank", str(rank), "--nproc_per_node", "1",
+                                   "--log_dir", str(tmp_path / f"log{rank}"), TRAIN, "-c", two],
+                                  cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                 for rank in (0, 1)]
+    try:
+        outputs = [p.communicate(timeout=300)[0] for p in launchers]
+    finally:
+        for p in launchers:
+            if p.poll() is None:
+                p.kill()
+    logs = "".join(open(os.path.join(tmp_path, f"log{r}", "workerlog.0")).read() for r in (0, 1)
+                   if os.path.isfile(os.path.join(tmp_path, f"log{r}", "workerlog.0")))
+    assert [p.returncode for p in launchers] == [0, 0], (outputs[0][-1500:], logs[-3000:])
+    r = run_tool([sys.executable, TRAIN, "-c", one])
+    assert r.returncode == 0, r.stderr[-2000:]
+    out_two, out_one = (str(tmp_path / name / "out") for name in ("two", "one"))
+    assert [x["epoch"] for x in records(out_two)] == [1, 2]  # only the master's rank 0 wrote records
+    for name in (BEST, LAST):  # after epoch 1 (best on this data) and after the last step
+        a, b = weights(os.path.join(out_two, name)), weights(os.path.join(out_one, name))
+        assert sorted(a) == sorted(b)
+        for key in a:
+            np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-6, err_msg=f"{name}: {key}")
+    for x, y in zip(records(out_two), records(out_one)):
+        assert x["train_loss"] == pytest.approx(y["train_loss"], rel=1e-6)  # the loss averaged over both nodes
+        assert x["eval_num_samples"] == y["eval_num_samples"] == 24
 
 
 def test_reset_head_starts_a_new_head_on_a_loaded_backbone(tmp_path, tiny_config):
