@@ -72,6 +72,14 @@ def test_fixed_batch_size(config, tmp_path):
     np.testing.assert_allclose(InferenceModel(str(tmp_path / "m"))(x), want, atol=1e-5)
 
 
+
+@pytest.mark.parametrize("device", ["tpu", "gpu:x", "cpu:0", ""])
+def test_inference_device_must_be_cpu_or_a_gpu(device, tmp_path):
+    from adaptformer.errors import ExportError
+
+    with pytest.raises(ExportError, match="device must be cpu, gpu or gpu:N"):
+        InferenceModel(str(tmp_path / "never_exported"), device=device)  # refused before the files are looked for
+
 LEGACY_CHILD = """
 import sys
 import numpy as np, paddle

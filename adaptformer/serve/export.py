@@ -147,14 +147,21 @@ def read_meta(prefix: str) -> Dict:
 
 
 class InferenceModel:
-    """An exported model run by Paddle Inference on the CPU: model(x [N, 3, H, W] float32) -> logits."""
+    """An exported model run by Paddle Inference: model(x [N, 3, H, W] float32) -> logits, on the
+    CPU or (device "gpu:N", a CUDA build of Paddle) on GPU N."""
 
-    def __init__(self, prefix: str, threads: Optional[int] = None):
+    def __init__(self, prefix: str, threads: Optional[int] = None, device: str = "cpu"):
         from paddle import inference
 
+        kind, _, index = device.partition(":")
+        if kind not in ("cpu", "gpu") or (kind == "cpu" and index) or not (index or "0").isdigit():
+            raise ExportError(f"Paddle Inference device must be cpu, gpu or gpu:N, got {device!r}")
         program, params = find_program(prefix)
         config = inference.Config(program, params)
-        config.disable_gpu()
+        if kind == "gpu":
+            config.enable_use_gpu(256, int(index or 0))  # initial memory pool (MB), device id
+        else:
+            config.disable_gpu()
         config.disable_glog_info()
         if threads:
             config.set_cpu_math_library_num_threads(threads)
