@@ -16,7 +16,11 @@ setup(
         # nbclient, nbformat, ipykernel: tests/test_notebook.py and tools/run_notebook.py run docs/notebook.ipynb
         # (tried: nbclient 0.11.0, nbformat 5.11.1, ipykernel 7.4.0 on Python 3.11).
         # The ONNX packages too, so that the export tests run wherever the tests run (CI included).
-        "test": ["pytest", "nbclient", "nbformat", "ipykernel", "paddle2onnx>=2.1", "onnxruntime>=1.17"],
+        # scikit-learn: the digits task of tools/make_mini_vtab.py, so its test runs wherever the tests run.
+        "test": ["pytest", "nbclient", "nbformat", "ipykernel", "paddle2onnx>=2.1", "onnxruntime>=1.17",
+                 "scikit-learn>=1.3"],
+        # tools/make_mini_vtab.py's digits task (scikit-learn ships the 1,797 8x8 digits).
+        "mini": ["scikit-learn>=1.3"],
         # ONNX export (tools/export.py --onnx) and the onnxruntime benchmark; tried: paddle2onnx 2.1.0
         # (with onnx 1.17.0, onnxoptimizer 0.3.13) and onnxruntime 1.32.0 on Python 3.11, paddlepaddle 3.3.1.
         "onnx": ["paddle2onnx>=2.1", "onnxruntime>=1.17"],

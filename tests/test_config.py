@@ -93,7 +93,7 @@ def test_shipped_configs_load():
     import glob
     import os
 
-    from adaptformer.config import is_study
+    from adaptformer.config import is_study, is_suite, load_suite
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     paths = [p for p in glob.glob(os.path.join(root, "configs", "**", "*.yaml"), recursive=True)
@@ -104,5 +104,9 @@ def test_shipped_configs_load():
             study = load_study(p)
             for stage in study.stages:
                 load_config(os.path.join(os.path.dirname(p), stage.config))
+        elif is_suite(p):
+            suite = load_suite(p)
+            for method in suite.methods:
+                load_config(os.path.join(os.path.dirname(p), method.config))
         else:
             load_config(p)

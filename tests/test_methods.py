@@ -36,6 +36,8 @@ def method(name, **sections):
     [
         (method("adaptformer", adaptformer=AdaptFormerConfig(bottleneck=64, learnable_scale=False)), {"adaptformer": 1_189_632}),
         (method("adaptformer"), {"adaptformer": L * (2 * D * 64 + 64 + D + 1)}),
+        (method("adaptformer", adaptformer=AdaptFormerConfig(layernorm="in", learnable_scale=False)),
+         {"adaptformer": 1_189_632 + L * 2 * D}),  # V-PETL's adapter LayerNorm: weight and bias of width d
         (method("vpt", vpt=VPTConfig(num_tokens=10, deep=True)), {"vpt": 92_160}),
         (method("vpt", vpt=VPTConfig(num_tokens=10, deep=False)), {"vpt": 10 * D}),
         (method("adapter", adapter=HoulsbyAdapterConfig(bottleneck=10)), {"adapter": L * (2 * D * 10 + 10 + D)}),
@@ -46,7 +48,7 @@ def method(name, **sections):
         (method("bitfit"), {"bitfit": L * (3 * D + D + H + D + 2 * D) + D + D}),
         (method("adaptformer+vpt", vpt=VPTConfig(num_tokens=10)), {"adaptformer": L * (2 * D * 64 + 64 + D + 1), "vpt": 92_160}),
     ],
-    ids=["adaptformer-64", "adaptformer-learnable-scale", "vpt-deep-10", "vpt-shallow-10", "houlsby-10",
+    ids=["adaptformer-64", "adaptformer-learnable-scale", "adaptformer-64-layernorm-in", "vpt-deep-10", "vpt-shallow-10", "houlsby-10",
          "lora-r8-qv", "lora-r4-all", "bitfit", "adaptformer+vpt"],
 )
 def test_trainable_parameters_match_closed_forms_on_vit_b16(vit_b16, cfg, expected):
@@ -208,3 +210,23 @@ def test_every_method_module_is_registered_and_its_layers_are_known_to_tuned_wei
         inserted = _method_modules(model)
         assert bool(inserted) == bool(spec.modules()), name
         assert all(isinstance(layer, spec.modules()) for layer in inserted), name
+
+
+def test_the_adapter_layernorm_normalises_its_input_before_down():
+    paddle.seed(3)
+    model = create_model("vit_tiny_patch4_32", num_classes=3, depth=1, embed_dim=16, num_heads=2)
+    x = paddle.randn([2, 3, 32, 32])
+    before = model(x).numpy()
+    apply_method(model, method("adaptformer", adaptformer=AdaptFormerConfig(bottleneck=4, layernorm="in", dropout=0.0)))
+    np.testing.assert_allclose(model(x).numpy(), before, rtol=0, atol=1e-6)  # Up starts at zero: unchanged
+    adapter = model.blocks[0].adapter
+    adapter.norm.weight.set_value(paddle.full([16], 2.0))
+    adapter.up_proj.weight.set_value(paddle.randn([4, 16]))
+    adapter.eval()
+    t = paddle.randn([2, 5, 16]) * 3 + 1
+    t_np = t.numpy()
+    normed = 2.0 * (t_np - t_np.mean(-1, keepdims=True)) / np.sqrt(t_np.var(-1, keepdims=True) + 1e-5)
+    down = np.maximum(normed @ adapter.down_proj.weight.numpy() + adapter.down_proj.bias.numpy(), 0)
+    want = (down @ adapter.up_proj.weight.numpy() + adapter.up_proj.bias.numpy()) * adapter.scale.numpy()
+    np.testing.assert_allclose(adapter(t).numpy(), want, rtol=1e-5, atol=1e-5)
+    assert not adapter.norm.weight.stop_gradient  # it trains with the adapter

@@ -82,6 +82,22 @@ def test_normalized_array_equals_paddles_totensor_normalize():
     np.testing.assert_allclose(got, expected, atol=1e-6)
 
 
+
+def test_normalized_array_is_bit_for_bit_the_formula():
+    """The per-plane arithmetic gives exactly ((x / 255) - mean) / std in float32, so runs made
+    before it (committed results) read the same inputs; uint8 and float HWC arrays alike."""
+    rng = np.random.default_rng(1)
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    for pixels in (rng.integers(0, 256, (9, 13, 3), dtype=np.uint8), rng.uniform(0, 255, (4, 6, 3))):
+        m = np.asarray(mean, np.float32).reshape(3, 1, 1)
+        s = np.asarray(std, np.float32).reshape(3, 1, 1)
+        expected = (np.asarray(pixels, np.float32).transpose(2, 0, 1) / np.float32(255.0) - m) / s
+        got = ToNormalizedArray(mean, std)(pixels)
+        assert got.flags["C_CONTIGUOUS"] and got.dtype == np.float32
+        assert np.array_equal(got, expected)
+    with pytest.raises(ValueError, match="height x width x 3"):
+        ToNormalizedArray(mean, std)(np.zeros((4, 4), np.uint8))
+
 ORPHAN_SCRIPT = """
 import os, sys, time
 import adaptformer

@@ -9,6 +9,14 @@ the other, so its peak memory is its own. A method may carry config overrides af
 With --torch, bench/torch_vit.py runs the same network and step in PyTorch right after
 each Paddle method it knows (full, linear, adaptformer). `env:NAME=VALUE` items set an
 environment variable for that method's process, e.g. `full@env:FLAGS_use_stride_kernel=1`.
+
+The data path alone (docs/data_loader.md): the training loader's images/s per worker, through
+a pipe and in shared memory, against a bare decode + resize loop, every configuration in its
+own process, --rounds times (adaptformer/engine/data_benchmark.py):
+
+    python tools/benchmark.py --data-only --archive cifar-10-python.tar.gz [--folder DIR]
+                              [--sources folder,cifar,transfer] [--workers 0,1,2] [--transports pipe,shm]
+                              [--rounds 3] [--json OUT] [--report OUT.md]
 """
 import argparse
 import json
@@ -165,6 +173,68 @@ def machine():
     return f"{cpu}, {os.cpu_count()} logical cores, Python {platform.python_version()}, {platform.system()}"
 
 
+DATA_OPTIONS = (  # (flag, default, help) of --data-only
+    ("--archive", None, "the CIFAR-10 python archive: the cifar source, and the images of the JPEG folder"),
+    ("--folder", None, "a data.dataset folder root (train/<class>/*.jpg) instead of JPEGs written from --archive"),
+    ("--sources", "folder,cifar,transfer", "folder (JPEGs), cifar (the archive), transfer (ready arrays: the "
+                                           "hand-over alone)"),
+    ("--workers", "0,1,2", "DataLoader worker counts"),
+    ("--transports", "pipe,shm", "how workers hand batches over: pipe, shm (shared memory)"),
+    ("--batch", 128, "batch size"),
+    ("--batches", 6, "timed batches per measurement, after one untimed"),
+    ("--images", 1536, "JPEGs to write from --archive (320-500 px a side, quality 90)"),
+    ("--img-size", 224, "the training resize"),
+    ("--timeout", 180.0, "seconds a measurement may take before it counts as failed (hung)"),
+)
+
+
+def data_only(args, atomic_write_text):
+    """--data-only: adaptformer/engine/data_benchmark.py's configurations, side by side."""
+    from adaptformer.engine import data_benchmark as db
+
+    env = dict(os.environ, PYTHONPATH=_cli.ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    try:
+        result = db.run(args, env)
+    except db.BenchError as e:
+        raise BenchmarkError(str(e)) from None
+    table = db.table(result["rows"])
+    lines = db.verdicts(result["rows"], os.cpu_count() or 1, args.img_size)
+    print()
+    print(table)
+    print("\n".join(lines))
+    import paddle
+    from PIL import __version__ as pil_version
+
+    command = "python tools/benchmark.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    variables = " ".join(f"{k}={os.environ[k]}" for k in ("MKL_DEBUG_CPU_TYPE", "OMP_NUM_THREADS") if k in os.environ)
+    versions = f"paddlepaddle {paddle.__version__}, Pillow {pil_version}, NumPy {__import__('numpy').__version__}"
+    result.update(command=command, environment=variables, machine=machine(), versions=versions)
+    if args.json:
+        atomic_write_text(args.json, json.dumps(result, indent=2))
+    if args.report:
+        failed = [f"- {r['label']}: {'; '.join(r['failure_reasons'])}" for r in result["rows"] if r["failure_reasons"]]
+        s = result["settings"]
+        atomic_write_text(args.report, "\n".join([
+            f"Command: `{variables + ' ' if variables else ''}{command}`",
+            "",
+            f"Machine: {machine()}; {versions}; device {result['device']} (data.shared_memory auto here: "
+            f"{result['auto_shared_memory']}).",
+            f"{s['img_size']} px, batch {s['batch']}, {args.batches} timed batches after one untimed, per "
+            f"configuration, in a process of its own, in each of {args.rounds} round(s) (order rotated per round); "
+            "img/s is the median over rounds, the ratio the median of each round's per-worker img/s over that "
+            "round's bare loop." + (" JPEGs written from the archive (320-500 px a side, quality 90)."
+                                    if result["written_folder"] else ""),
+            "",
+            table,
+            "",
+            f"Target: each worker >= {db.TARGET}x the bare loop.",
+            *lines,
+            *(["", "Failed attempts (those 'before loading' are not counted in the table's attempts):", *failed]
+              if failed else []),
+            "",
+        ]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"run config (default {DEFAULT_CONFIG})")
@@ -186,11 +256,22 @@ def main() -> None:
                         help="also time the config's training DataLoader (needs its dataset on disk)")
     parser.add_argument("--json", metavar="OUT", help="write all measurements as JSON")
     parser.add_argument("--report", metavar="OUT.md", help="write a markdown report (machine, versions, command)")
+    data = parser.add_argument_group("the data path alone (--data-only; docs/data_loader.md)")
+    data.add_argument("--data-only", action="store_true",
+                      help="measure only the training loader, per worker, against a bare decode + resize loop")
+    for flag, default, help_text in DATA_OPTIONS:
+        data.add_argument(flag, default=default, type=type(default) if default is not None else str, help=help_text)
     args = parser.parse_args()
     args.eval_steps = args.eval_steps or args.steps
 
     from adaptformer.config import ConfigError, load_config
     from adaptformer.files.atomic import atomic_write_text
+
+    if args.data_only:
+        return data_only(args, atomic_write_text)
+    given = [flag for flag, default, _ in DATA_OPTIONS if getattr(args, flag[2:].replace("-", "_")) != default]
+    if given:
+        raise ConfigError(f"{', '.join(given)} go(es) with --data-only")
 
     if args.steps < 1 or args.warmup < 0 or args.rounds < 1:
         raise ConfigError(f"--steps and --rounds must be >= 1 and --warmup >= 0, got {args.steps}, "

@@ -1,6 +1,7 @@
-"""Train one run, or a study of chained runs, from a YAML config.
+"""Train one run, a study of chained runs, or a benchmark suite (tasks x methods) from a YAML config.
 
     python tools/train.py -c configs/cifar10_frozen.yaml [-o optimizer.lr=0.05 ...] [--resume]
+    python tools/train.py -c configs/vtab/suite.yaml -o suite.data_root=/data/vtab-1k [--resume]
     python -m paddle.distributed.launch --nproc_per_node 2 tools/train.py -c CONFIG
 """
 import argparse
@@ -10,7 +11,7 @@ import _cli
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-c", "--config", required=True, help="run or study YAML file")
+    parser.add_argument("-c", "--config", required=True, help="run, study or suite YAML file")
     parser.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
                         help="set a config key, e.g. -o train.epochs=5 (repeatable; values are YAML)")
     parser.add_argument("--resume", action="store_true",
@@ -20,11 +21,15 @@ def main() -> None:
                              "run writes its own; none is deleted before)")
     args = parser.parse_args()
 
-    from adaptformer.config import is_study, load_config
+    from adaptformer.config import is_study, is_suite, load_config
     from adaptformer.engine import train
     from adaptformer.study.run import run_study
 
-    if is_study(args.config):
+    if is_suite(args.config):
+        from adaptformer.study.suite import run_suite
+
+        run_suite(args.config, args.override, resume=args.resume, overwrite=args.overwrite)
+    elif is_study(args.config):
         run_study(args.config, args.override, resume=args.resume, overwrite=args.overwrite)
     else:
         train(load_config(args.config, args.override), resume=args.resume, overwrite=args.overwrite)

@@ -30,6 +30,7 @@ from adaptformer.config.schema import (  # noqa: F401  (the schema's classes are
     SchedulerConfig,
     StageConfig,
     StudyConfig,
+    SuiteConfig,
     SweepConfig,
     TrainConfig,
 )
@@ -45,8 +46,9 @@ def load_config(
     (one file describing several methods, as the benchmark uses it)."""
     origin: Dict[str, str] = {}
     data = _load_with_bases(path, origin)
-    if "study" in data:
-        raise ConfigError(f"{path}: this is a study config; run it with tools/train.py -c {path}")
+    for kind in ("study", "suite"):
+        if kind in data:
+            raise ConfigError(f"{path}: this is a {kind} config; run it with tools/train.py -c {path}")
     if extra:
         apply_overrides(data, extra, origin, f"{path} (study overrides)")
     if method is not None:
@@ -70,16 +72,47 @@ def is_study(path: str) -> bool:
     return "study" in load_yaml(path)
 
 
-def split_study_overrides(overrides: Optional[List[str]]) -> tuple:
+def is_suite(path: str) -> bool:
+    return "suite" in load_yaml(path)
+
+
+def split_study_overrides(overrides: Optional[List[str]], section: str = "study") -> tuple:
     """(-o study.KEY=VALUE as a dict, the other -o strings, which go to every stage's run config)."""
     study, runs = {}, []
     for o in overrides or []:
         key, value = parse_override(o)
-        if key.startswith("study."):
-            study[key[len("study."):]] = value
+        if key.startswith(section + "."):
+            study[key[len(section) + 1:]] = value
         else:
             runs.append(o)
     return study, runs
+
+
+def load_suite(path: str, overrides: Optional[Dict[str, Any]] = None) -> SuiteConfig:
+    """A suite file; `overrides` are its own keys (without the suite. prefix) from -o."""
+    origin: Dict[str, str] = {}
+    data = _load_with_bases(path, origin)
+    if set(data) != {"suite"}:
+        raise ConfigError(f"{path}: a suite file holds only a 'suite:' section, found {sorted(data)}")
+    if overrides:
+        apply_overrides(data, {f"suite.{k}": v for k, v in overrides.items()}, origin, "-o")
+    suite = _build(SuiteConfig, data["suite"], origin, path, prefix="suite.")
+    names = [m.name for m in suite.methods]
+    if not names or len(set(names)) != len(names):
+        raise ConfigError(f"{path}: suite.methods must name at least one method, each once, got {names}")
+    for m in suite.methods:
+        if m.pretrained_from or m.checkpoint:
+            raise ConfigError(f"{path}: suite method '{m.name}': pretrained_from and checkpoint are study keys; "
+                              "a suite's methods start from their config's model.pretrained")
+    if suite.sweep.key is not None and not suite.sweep.values:
+        raise ConfigError(f"{path}: suite.sweep.key {suite.sweep.key} needs values")
+    bad = [n for n in suite.sweep.stages if n not in names]
+    if bad:
+        raise ConfigError(f"{path}: suite.sweep.stages must be method names from {names}, got {bad}")
+    for pair in suite.compare:
+        if not (isinstance(pair, list) and len(pair) == 2 and pair[0] != pair[1] and set(pair) <= set(names)):
+            raise ConfigError(f"{path}: suite.compare entries are pairs of two method names from {names}, got {pair!r}")
+    return suite
 
 
 def load_study(path: str, overrides: Optional[Dict[str, Any]] = None) -> StudyConfig:
@@ -127,6 +160,11 @@ def to_dict(cfg) -> Dict[str, Any]:
         # Settings of methods not chosen are errors, so a saved config must not carry them.
         chosen = cfg.method.names
         data["method"] = {k: v for k, v in data["method"].items() if k not in method_sections() or k in chosen}
+        # Likewise the settings of dataset kinds other than data.dataset.
+        from adaptformer.data.kinds import KINDS
+
+        data["data"] = {k: v for k, v in data["data"].items()
+                        if not (k in KINDS and KINDS[k].section is not None) or k == cfg.data.dataset}
     return data
 
 

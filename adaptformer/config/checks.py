@@ -76,6 +76,7 @@ def _check_consistency(cfg: Config, origin: Dict[str, str], src: str) -> None:
     if cfg.data.batch_size < 1:
         fail("data.batch_size", f"must be >= 1, got {cfg.data.batch_size}")
     check_data(cfg.data, fail)
+    _check_kind_sections(cfg.data, origin, fail)
     if cfg.data.classes is not None and len(cfg.data.classes) != cfg.model.num_classes:
         fail("model.num_classes", f"is {cfg.model.num_classes} but data.classes keeps {len(cfg.data.classes)} classes")
     if cfg.optimizer.lr <= 0:
@@ -109,6 +110,9 @@ def check_data(data, fail) -> None:
             "data.augment.random_crop_padding",
             f"must be 0 when data.augment.random_resized_crop is true, got {aug.random_crop_padding}",
         )
+    if aug.train_resize is not None and (aug.random_resized_crop or aug.train_resize < data.img_size):
+        fail("data.augment.train_resize", f"must be >= data.img_size ({data.img_size}) and goes without "
+             f"random_resized_crop, got {aug.train_resize}")
     if len(aug.rrc_scale) != 2 or not 0 < aug.rrc_scale[0] <= aug.rrc_scale[1] <= 1:
         fail("data.augment.rrc_scale", f"must be [min, max] with 0 < min <= max <= 1, got {list(aug.rrc_scale)}")
     if len(aug.rrc_ratio) != 2 or not 0 < aug.rrc_ratio[0] <= aug.rrc_ratio[1]:
@@ -117,6 +121,21 @@ def check_data(data, fail) -> None:
         fail("data.eval_resize_crop", f"is a crop fraction and must be in (0, 1], got {data.eval_resize_crop}")
     if not 0.0 <= data.val_fraction < 1.0:
         fail("data.val_fraction", f"is a fraction of the training images and must be in [0, 1), got {data.val_fraction}")
+
+
+def _check_kind_sections(data, origin: Dict[str, str], fail) -> None:
+    """data.<kind>.* only for the kind data.dataset names, then that kind's own rules."""
+    from adaptformer.data.kinds import KINDS
+
+    for kind in KINDS.values():
+        if kind.section is None:
+            continue
+        if kind.name != data.dataset:
+            for key in origin:
+                if key.startswith(f"data.{kind.name}."):
+                    fail(key, f"is a setting of data.dataset {kind.name}; data.dataset is {data.dataset!r}")
+        elif kind.check is not None:
+            kind.check(getattr(data, kind.name), lambda key, msg, n=kind.name: fail(f"data.{n}.{key}", msg))
 
 
 def _check_model_name(cfg: Config, fail) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from adaptformer.data.kinds import KINDS as DATASET_KINDS
+from adaptformer.errors import ConfigError
 
 @dataclass
 class ModelConfig:
@@ -55,6 +56,9 @@ class AugmentConfig:
     # ImageNet-style training crop (MAE / AdaptFormer at 224): RandomResizedCrop(img_size, rrc_scale,
     # rrc_ratio, bicubic) instead of the resize; needs random_crop_padding: 0.
     random_resized_crop: bool = False
+    # Resize the shorter side to this many pixels, then RandomCrop(img_size) (VPT's FGVC recipe:
+    # 256, then a random 224 crop); None = Resize((img_size, img_size)) as the CIFAR recipe does.
+    train_resize: Optional[int] = None
     rrc_scale: List[float] = field(default_factory=lambda: [0.08, 1.0])  # fraction of the image area
     rrc_ratio: List[float] = field(default_factory=lambda: [3.0 / 4.0, 4.0 / 3.0])  # width / height
 
@@ -88,6 +92,13 @@ class DataConfig:
     synthetic_num_classes: int = 10
     # An image file that cannot be decoded: error (stop, naming the file) | skip (leave it out, logged once).
     on_bad_image: str = "error"
+    # How DataLoader workers hand batches over: true = shared memory (/dev/shm), false = pickled through
+    # a pipe, auto = shared memory when training on a GPU, a pipe on the CPU (docs/data_loader.md).
+    shared_memory: Any = "auto"
+
+    def __post_init__(self) -> None:
+        if not (self.shared_memory == "auto" or isinstance(self.shared_memory, bool)):
+            raise ConfigError(f"data.shared_memory must be auto, true or false, got {self.shared_memory!r}")
 
 
 @dataclass
@@ -124,6 +135,17 @@ class AmpConfig:
     init_loss_scaling: float = 65536.0  # float16 only
 
 
+def _with_kind_sections(base: type) -> type:
+    """DataConfig with one sub-section per dataset kind that has settings (data.<kind>.*)."""
+    fields = [(k.name, k.section, field(default_factory=k.section)) for k in DATASET_KINDS.values() if k.section]
+    cls = dataclasses.make_dataclass("DataConfig", fields, bases=(base,))
+    cls.__module__, cls.__doc__ = __name__, "The data section; data.<kind>.* are the kinds' own settings (data/kinds/)."
+    return cls
+
+
+DataConfig = _with_kind_sections(DataConfig)
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 10
@@ -140,6 +162,10 @@ class TrainConfig:
     # At the end, curves.png (loss and top-1 by epoch) and test_predictions.png (test images with
     # the predicted and true class) in output_dir: the figures the iFormer notebook drew.
     figures: bool = False
+    # Whose weights the final test evaluates: best (the best top-1 on the eval split: val when there
+    # is one, else test, the paper's protocol) | last (the last epoch's) | auto (last for a VTAB-1k
+    # final run, whose protocol makes no choice; best otherwise).
+    select_epoch: str = "auto"
     amp: AmpConfig = field(default_factory=AmpConfig)
 
 
@@ -175,6 +201,9 @@ class SweepConfig:
     key: Optional[str] = None  # dotted run-config key, e.g. optimizer.lr; None = no sweep
     values: List[Any] = field(default_factory=list)
     stages: List[str] = field(default_factory=list)  # empty = every stage that is not a backbone
+    # Keys for the choice runs only (dotted, as -o): VTAB-1k chooses with data.vtab.protocol search
+    # (train800 / val200) and runs final (train800val200 / test) with the chosen value.
+    overrides: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -193,16 +222,35 @@ class StudyConfig:
     compare: List[List[str]] = field(default_factory=list)
 
 
+@dataclass
+class SuiteConfig:
+    """A benchmark suite (adaptformer/study/suite.py): for every task under data_root, one study of
+    `methods`, each method's value of sweep.key chosen on the task's validation split."""
+
+    name: str
+    output_dir: str
+    data_root: str  # holds one folder per task (VTAB-1k: <vtab-1k>/<task>/train800.txt ...)
+    methods: List[StageConfig]  # name, a run config (relative to the suite file) and its overrides
+    # Task names or aliases (empty = VTAB-1k's 19), or {name, num_classes, group} for a task of one's own.
+    tasks: List[Any] = field(default_factory=list)
+    seeds: List[int] = field(default_factory=list)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    # Pairs of methods compared on every task's test images: [[adaptformer, linear], ...]
+    compare: List[List[str]] = field(default_factory=list)
+
+
 # The `method:` sub-sections; each is read only when its method is chosen.
 CHOICES = {
     "model.pos_embed_interpolation": ("bicubic", "bilinear"),
     "method.adaptformer.position": ("parallel", "sequential"),
     "method.adaptformer.adapter_input": ("stream", "ln2"),
+    "method.adaptformer.layernorm": ("none", "in"),
     "data.dataset": tuple(DATASET_KINDS),  # data/kinds/: one module per kind
     "data.eval_split": ("val", "test"),
     "data.on_bad_image": ("error", "skip"),
     "optimizer.name": ("momentum", "sgd", "adamw", "adam"),
     "scheduler.name": ("cosine", "constant"),
+    "train.select_epoch": ("auto", "best", "last"),
     "train.amp.dtype": ("float16", "bfloat16"),
     "train.amp.level": ("O1", "O2"),
 }

@@ -19,6 +19,7 @@ from adaptformer.errors import DataError  # noqa: F401
 _LAZY = {
     "build_dataset": "adaptformer.data.splits",
     "class_names": "adaptformer.data.splits",
+    "epoch_choice": "adaptformer.data.splits",
     "eval_split": "adaptformer.data.splits",
     "num_classes": "adaptformer.data.splits",
     "build_transforms": "adaptformer.data.transforms",

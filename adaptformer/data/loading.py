@@ -121,13 +121,23 @@ class SampleGuard:
                      f"[{len(self.skipped)} unreadable image(s) so far]")
 
 
+def uses_shared_memory(data_cfg) -> bool:
+    """data.shared_memory, with auto decided by the device in use (docs/data_loader.md): on a GPU,
+    shared memory (a pipe pickles every batch, 77 MB at 224 px and batch 128, and the main process
+    copies it again: too slow to feed thousands of images/s); on the CPU, a pipe (Paddle 3.3's
+    shared-memory path failed intermittently here, "Tensor's dimension is out of bound", then a hang
+    or a segfault: docs/reliability.md)."""
+    choice = getattr(data_cfg, "shared_memory", "auto")
+    if choice == "auto":
+        return paddle.device.get_device().startswith("gpu")
+    return bool(choice)
+
+
 def guarded_loader(dataset, data_cfg, batch_size: int, shuffle: bool, log=print) -> SampleGuard:
     """A DataLoader over `dataset` by the rules above: shuffled, through a PlannedBatchSampler."""
     samples = GuardedSamples(dataset, data_cfg.img_size)
     sampler = PlannedBatchSampler(samples, batch_size=batch_size, shuffle=True, drop_last=False) if shuffle else None
-    # Workers pass batches through a pipe: Paddle 3.3's shared-memory path fails intermittently here
-    # ("Tensor's dimension is out of bound"), and the loader then hangs or segfaults (docs/reliability.md).
     kwargs = {"batch_sampler": sampler} if sampler is not None else {"batch_size": batch_size, "shuffle": False}
-    loader = DataLoader(samples, num_workers=data_cfg.num_workers, use_shared_memory=False,
+    loader = DataLoader(samples, num_workers=data_cfg.num_workers, use_shared_memory=uses_shared_memory(data_cfg),
                         worker_init_fn=worker_init_fn(), **kwargs)
     return SampleGuard(loader, samples, data_cfg.on_bad_image, log)

@@ -51,12 +51,25 @@ def class_names(data_cfg) -> List[str]:
 
 
 def has_own_val(data_cfg) -> bool:
-    return "val" in kind_of(data_cfg).splits
+    return "val" in kind_of(data_cfg).splits_of(data_cfg)
 
 
 def eval_split(data_cfg) -> str:
     """The split evaluated every epoch: the validation split when there is one, else the test split."""
     return "val" if data_cfg.val_fraction > 0 or has_own_val(data_cfg) else "test"
+
+
+def epoch_choice(data_cfg, select_epoch: str = "auto") -> str:
+    """Whose weights the final test evaluates: "val" or "test", the epoch of the best top-1 on that
+    split (the eval split), or "last", the last epoch's. train.select_epoch auto follows the data's
+    protocol: the last epoch for a VTAB-1k final run, else the best on the eval split."""
+    if select_epoch == "last":
+        return "last"
+    if select_epoch == "auto":
+        kind = kind_of(data_cfg)
+        if kind.choice is not None and kind.choice(data_cfg) == "last":
+            return "last"
+    return eval_split(data_cfg)
 
 
 def build_dataset(data_cfg, split: str, train_transform: Optional[Callable[[Any], Any]] = None):
@@ -76,7 +89,7 @@ def build_dataset(data_cfg, split: str, train_transform: Optional[Callable[[Any]
     else:
         transform = build_transforms(data_cfg, train=False)
     if split == "test" or has_own_val(data_cfg) or data_cfg.val_fraction <= 0:
-        if split not in kind.splits:
+        if split not in kind.splits_of(data_cfg):
             raise DataError("data.val_fraction is 0: there is no validation split (set it, e.g. 0.1)")
         return kind.read(data_cfg, split, transform)
     full = kind.read(data_cfg, "train", transform)

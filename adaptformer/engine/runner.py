@@ -13,7 +13,7 @@ from adaptformer import freeze
 from adaptformer.models.backbone import build_model
 from adaptformer.weights.checkpoint import load_checkpoint, read_state
 from adaptformer.config import Config, ConfigError, check_saved_config, save_config
-from adaptformer.data import build_dataset, class_names, eval_split
+from adaptformer.data import build_dataset, class_names, epoch_choice, eval_split
 from adaptformer.data.loading import guarded_loader
 from adaptformer.engine.step import autocast
 from adaptformer.serve.tuned import backbone_fingerprint, save_tuned, tuned_size, tuned_state_names
@@ -157,7 +157,7 @@ def _train(cfg: Config, resume: bool, overwrite: bool = False) -> Dict:
         "best_top1": result["best"]["top1"],
         "best_top5": result["best"].get("top5"),
         "best_epoch": result["best"]["epoch"],
-        "selected_on": eval_split(cfg.data),
+        "selected_on": epoch_choice(cfg.data, cfg.train.select_epoch),
         **test,
         "epochs": cfg.train.epochs,
         "peak_memory_mb": memory.peak_mb(),
@@ -183,14 +183,18 @@ def final_test(cfg: Config, model, result: Dict, num_classes: int, log) -> Dict:
     hold-out) and with the last epoch's. Per-image predictions go to test_predictions.json
     (single process) for paired comparisons between runs."""
     loader = build_eval_loader(cfg, "test")
+    choice = epoch_choice(cfg.data, cfg.train.select_epoch)
     with autocast(cfg.train.amp):  # as the epochs' evaluations ran
         last = evaluate_model(model, loader, num_classes)
-        load_checkpoint(model, os.path.join(cfg.train.output_dir, BEST))
-        best = evaluate_model(model, loader, num_classes)
+        best = last
+        if choice != "last":  # else best.pdparams holds the last epoch's weights, the model's now
+            load_checkpoint(model, os.path.join(cfg.train.output_dir, BEST))
+            best = evaluate_model(model, loader, num_classes)
     out = {"test_top1": best.result()["top1"], "test_top5": best.result().get("top5"),
            "test_top1_last": last.result()["top1"], "test_images": best.result()["num_samples"]}
-    log(f"test split ({out['test_images']} images): top-1 {out['test_top1']:.4f} with the epoch chosen on "
-        f"{eval_split(cfg.data)} (epoch {result['best']['epoch']}), {out['test_top1_last']:.4f} with the last epoch")
+    chosen = "the last epoch's weights (train.select_epoch)" if choice == "last" else f"the epoch chosen on {choice}"
+    log(f"test split ({out['test_images']} images): top-1 {out['test_top1']:.4f} with {chosen} "
+        f"(epoch {result['best']['epoch']}), {out['test_top1_last']:.4f} with the last epoch")
     if dist.is_main() and cfg.train.figures:
         draw_run_figures(cfg, loader.dataset, np.concatenate(best.predictions), log)
     if dist.is_main() and dist.world_size() == 1:

@@ -25,7 +25,7 @@ from adaptformer import freeze
 from adaptformer.errors import Interrupted, short_reason
 from adaptformer.weights.checkpoint import CheckpointError, load_checkpoint, read_resume_state, save_state
 from adaptformer.config import Config
-from adaptformer.data import eval_split
+from adaptformer.data import epoch_choice, eval_split
 from adaptformer.engine import dist, memory
 from adaptformer.engine.logger import RunLogger
 from adaptformer.engine.metrics import ClassificationMeter
@@ -93,7 +93,8 @@ class Trainer:
         self.epoch = 1  # the epoch running (for the interrupt message)
         self._interrupted = False  # set by Ctrl-C during fit, acted on between steps
         self.global_step = 0
-        self.best = {"top1": -1.0, "epoch": 0}
+        self.best = {"top1": -1.0, "epoch": 0}  # the epoch whose weights best.pdparams holds
+        self.choice = epoch_choice(cfg.data, cfg.train.select_epoch)  # "last": every evaluated epoch replaces it
 
     # ------------------------------------------------------------------ state
     def state(self, epoch: int) -> Dict:
@@ -179,7 +180,7 @@ class Trainer:
                 eval_stats = self.evaluate().result()
                 record.update({f"eval_{k}": v for k, v in eval_stats.items()})
                 self.logger.scalars({f"eval/{k}": v for k, v in eval_stats.items() if k != "num_samples"}, epoch)
-                if eval_stats["top1"] > self.best["top1"]:
+                if eval_stats["top1"] > self.best["top1"] or self.choice == "last":
                     self.best = {"top1": eval_stats["top1"], "top5": eval_stats.get("top5"), "epoch": epoch}
                     if dist.is_main():
                         save_state(self.model.state_dict(), os.path.join(self.out, BEST))

@@ -23,6 +23,7 @@ class AdaptFormerConfig:
     dropout: float = 0.1
     position: str = "parallel"  # parallel | sequential
     adapter_input: str = "stream"  # stream (official) | ln2 (community notebook)
+    layernorm: str = "none"  # none (paper) | in (the adapter's own LayerNorm before Down, V-PETL Bench)
     blocks: Optional[List[int]] = None  # block indices that get adapters; None = all
 
 

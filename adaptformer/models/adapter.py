@@ -27,6 +27,7 @@ from adaptformer.models.linear import Linear
 
 POSITIONS = ("parallel", "sequential")
 INPUTS = ("stream", "ln2")
+LAYERNORMS = ("none", "in")
 # ReLU for AdaptFormer; GELU for the Houlsby adapter (the ModelScope card's variant).
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
 
@@ -42,6 +43,7 @@ class AdaptFormerAdapter(nn.Layer):
         position: str = "parallel",
         adapter_input: str = "stream",
         activation: str = "relu",
+        layernorm: str = "none",
     ):
         super().__init__()
         if position not in POSITIONS:
@@ -50,8 +52,13 @@ class AdaptFormerAdapter(nn.Layer):
             raise ValueError(f"adapter input must be one of {INPUTS}, got {adapter_input!r}")
         if position == "sequential" and adapter_input != "stream":
             raise ValueError("a sequential adapter reads the MLP output; adapter_input 'ln2' applies to parallel only")
+        if layernorm not in LAYERNORMS:
+            raise ValueError(f"adapter layernorm must be one of {LAYERNORMS}, got {layernorm!r}")
         self.position = position
         self.adapter_input = adapter_input
+        # The official code's adapter_layernorm_option "in": a LayerNorm of the adapter's own before
+        # Down (V-PETL Bench's AdaptFormer recipe); "none" is the paper's default.
+        self.norm = nn.LayerNorm(dim) if layernorm == "in" else None
         # Down: Kaiming-uniform with a=sqrt(5), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)); biases and Up: zero.
         bound = 1.0 / math.sqrt(dim)
         self.down_proj = Linear(
@@ -76,6 +83,8 @@ class AdaptFormerAdapter(nn.Layer):
             self.register_buffer("scale", paddle.to_tensor([scale], dtype="float32"), persistable=True)
 
     def forward(self, x):
+        if self.norm is not None:
+            x = self.norm(x)
         return scaled(self.up_proj(self.dropout(self.act(self.down_proj(x)))), self.scale)
 
     def join(self, x, normed, h):
@@ -85,7 +94,7 @@ class AdaptFormerAdapter(nn.Layer):
         return x + h + self(normed if self.adapter_input == "ln2" else x)
 
     def extra_repr(self) -> str:
-        return f"position={self.position}, input={self.adapter_input}"
+        return f"position={self.position}, input={self.adapter_input}" + (", layernorm=in" if self.norm else "")
 
 
 def scaled(up, scale):

@@ -9,12 +9,11 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from adaptformer.viz.figures import pyplot as _pyplot
-from adaptformer.viz.figures import save as _save
+from adaptformer.viz.study_figures import write_study_figures
 from adaptformer.study.stats import mcnemar, paired_bootstrap
 from adaptformer.files.atomic import atomic_write_text
 
-PROTOCOL = {"val": "val", "test": "test (paper protocol)"}
+PROTOCOL = {"val": "val", "test": "test (paper protocol)", "last": "none (last epoch)"}
 
 
 def _mean_std(values: Sequence[Optional[float]]):
@@ -108,12 +107,16 @@ def _csv(columns, rows) -> str:
 
 def _correct(result) -> np.ndarray:
     """[seeds, test images] booleans of the chosen epoch's predictions."""
-    preds = [r["predictions"] for r in result.runs]
+    return correct_matrix([r["predictions"] for r in result.runs], f"stage '{result.stage.name}'")
+
+
+def correct_matrix(preds: Sequence[Optional[Dict]], what: str) -> np.ndarray:
+    """[seeds, test images] booleans from the runs' test_predictions.json contents."""
     if any(p is None for p in preds):
-        raise ValueError(f"stage '{result.stage.name}' has no per-image test predictions")
+        raise ValueError(f"{what} has no per-image test predictions")
     labels = [p["labels"] for p in preds]
     if any(lab != labels[0] for lab in labels):
-        raise ValueError(f"stage '{result.stage.name}': its runs were tested on different images")
+        raise ValueError(f"{what}: its runs were tested on different images")
     return np.array([np.array(p["best"]) == np.array(p["labels"]) for p in preds])
 
 
@@ -161,9 +164,7 @@ def write_results(study, results) -> None:
         atomic_write_text(os.path.join(folder, "comparisons.csv"), _csv(COMPARE_COLUMNS, compared))
     atomic_write_text(os.path.join(folder, "results.md"), text)
     atomic_write_text(os.path.join(folder, "results.csv"), _csv(COLUMNS, rows))
-    colours = stage_colours([r.stage.name for r in results])
-    plot_curves(results, colours, os.path.join(folder, "curves.png"))
-    plot_accuracy_vs_parameters(results, rows, colours, os.path.join(folder, "accuracy_vs_params.png"))
+    write_study_figures(results, rows, folder)  # curves.png, accuracy_vs_params.png
     print(f"results: {os.path.join(folder, 'results.md')}\n{text}")
 
 
@@ -174,68 +175,3 @@ def write_sweep(folder: str, rows: List[Dict]) -> None:
     atomic_write_text(os.path.join(folder, "sweep.md"), _markdown(columns, shown))
     atomic_write_text(os.path.join(folder, "sweep.csv"), _csv(columns, rows))
     print(f"sweep: {os.path.join(folder, 'sweep.md')}\n{_markdown(columns, shown)}")
-
-
-# --------------------------------------------------------------------------- figures
-
-
-def stage_colours(names: List[str]) -> Dict[str, tuple]:
-    """One colour per stage, the same in every figure of the study."""
-    cmap = _pyplot().get_cmap("tab10")
-    return {name: cmap(i % 10) for i, name in enumerate(names)}
-
-
-def _by_epoch(result, key: str):
-    """Epochs and the seeds' mean, min and max of `key` at each."""
-    per_run = [{x["epoch"]: x[key] for x in r["records"] if key in x} for r in result.runs]
-    epochs = sorted(set.intersection(*(set(d) for d in per_run))) if per_run else []
-    if not epochs:
-        return [], None, None, None
-    values = np.array([[d[e] for e in epochs] for d in per_run])
-    return epochs, values.mean(axis=0), values.min(axis=0), values.max(axis=0)
-
-
-def plot_curves(results, colours, path: str) -> None:
-    fig, (ax_acc, ax_loss) = _pyplot().subplots(1, 2, figsize=(11, 4))
-    styles = ["-", "--", ":", "-."]
-    for i, r in enumerate(results):
-        label = f"{r.stage.name} ({r.runs[0]['summary']['method']})"
-        for ax, key in ((ax_acc, "eval_top1"), (ax_loss, "train_loss")):
-            epochs, mean, lo, hi = _by_epoch(r, key)
-            if not epochs:
-                continue
-            # Line styles differ too, so equal curves stay visible on top of each other.
-            ax.plot(epochs, mean, styles[i % len(styles)], marker="o", ms=3, color=colours[r.stage.name], label=label)
-            if len(r.runs) > 1:
-                ax.fill_between(epochs, lo, hi, color=colours[r.stage.name], alpha=0.15)
-    selected = {r.runs[0]["summary"].get("selected_on", "test") for r in results}
-    split = "validation" if selected == {"val"} else "evaluation split"
-    ax_acc.set(xlabel="epoch", ylabel=f"{split} top-1", title=f"Top-1 on the {split} (band: seeds' range)",
-               ylim=(0, 1))
-    ax_loss.set(xlabel="epoch", ylabel="train loss", title="Training loss", ylim=(0, None))
-    for ax in (ax_acc, ax_loss):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    _save(fig, path)
-
-
-def plot_accuracy_vs_parameters(results, rows, colours, path: str) -> None:
-    """Test top-1 (chosen epoch; error bar: seeds' standard deviation) against trainable parameters,
-    without the stages that are another stage's backbone (they solved another task)."""
-    backbones = {r.stage.pretrained_from for r in results}
-    pairs = [(r, row) for r, row in zip(results, rows) if row["test_top1"] is not None]
-    transfers = [(r, row) for r, row in pairs if r.stage.name not in backbones] or pairs
-    fig, ax = _pyplot().subplots(figsize=(7, 4.5))
-    for r, row in transfers:
-        mean, std = row["test_top1"] if isinstance(row["test_top1"], tuple) else (row["test_top1"], 0.0)
-        ax.errorbar(row["trainable_params"], mean, yerr=std, fmt="o", capsize=4, color=colours[r.stage.name],
-                    label=f"{r.stage.name} ({mean:.3f})")
-    labels = next((r.runs[0]["predictions"]["labels"] for r, _ in transfers if r.runs[0]["predictions"]), None)
-    if labels:
-        ax.axhline(1.0 / len(set(labels)), color="grey", ls=":", label="chance")
-    ax.set_xscale("log")
-    ax.set(xlabel="trainable parameters (log scale)", ylabel="test top-1", ylim=(0, 1),
-           title="Accuracy against trainable parameters")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="lower right")
-    _save(fig, path)

@@ -18,6 +18,7 @@ import paddle
 
 from adaptformer.config import (Config, ConfigError, StageConfig, StudyConfig, load_config, load_study,
                      check_saved_config, split_study_overrides)
+from adaptformer.data import eval_split
 from adaptformer.engine import dist
 from adaptformer.engine.logger import read_records
 from adaptformer.engine.runner import TEST_PREDICTIONS, build_model, train
@@ -59,11 +60,22 @@ def run_study(path: str, overrides: Optional[List[str]] = None, resume: bool = F
     finished runs are reused and a run that never saved a checkpoint starts over in its folder."""
     study_overrides, run_overrides = split_study_overrides(overrides)
     study = load_study(path, study_overrides)
+    check_run_overrides(study, run_overrides)
+    folder = os.path.dirname(path)
+    plan = check_study(study, folder, run_overrides, path, resume)
+    return execute_study(study, folder, plan, run_overrides, resume, overwrite)
+
+
+def check_run_overrides(study: StudyConfig, run_overrides: List[str], sets=STUDY_KEYS) -> None:
     for o in run_overrides:
         key = o.split("=", 1)[0].strip()
-        if key in STUDY_KEYS or key == study.sweep.key:
+        if key in sets or key == study.sweep.key:
             raise ConfigError(f"-o {o}: a study sets {key} per run; change the study file (or -o study.*) instead")
-    folder = os.path.dirname(path)
+
+
+def check_study(study: StudyConfig, folder: str, run_overrides: List[str], path: str,
+                resume: bool) -> Dict[str, Dict[str, List[Run]]]:
+    """Every run of the study planned and its config built and checked (nothing trains yet)."""
     plan = {s.name: plan_stage(study, folder, s) for s in study.stages}
     planned = [r for p in plan.values() for r in p["runs"] + p["sweep"]]
     checked_models = set()  # a stage's runs differ in seed and swept value, not in their model
@@ -78,10 +90,14 @@ def run_study(path: str, overrides: Optional[List[str]] = None, resume: bool = F
             unknown = (["model.pretrained"] if run.stage.pretrained_from else []) + (
                 [study.sweep.key] if plan[run.stage.name]["sweep"] and not run.sweep else [])
             check_finished_config(cfg, cfg.train.output_dir, unknown)
-    reused = sum(1 for p in plan.values() if p["sweep"] and p["runs"])  # a sweep's chosen run is the first seed's
+    reused = sum(1 for p in plan.values() if p["sweep"] and p["runs"] and not study.sweep.overrides)
     print(f"study {study.name}: {len(planned) - reused} trainings planned (every config checked); "
           f"results in {study.output_dir}")
+    return plan
 
+
+def execute_study(study: StudyConfig, folder: str, plan: Dict[str, Dict[str, List[Run]]], run_overrides: List[str],
+                  resume: bool, overwrite: bool) -> List[StageResult]:
     started = time.time()
     results: List[StageResult] = []
     backbones: Dict[str, str] = {}
@@ -106,7 +122,10 @@ def run_study(path: str, overrides: Optional[List[str]] = None, resume: bool = F
             scores = [d["summary"]["best_top1"] for d in done]
             values = [r.sweep_value for r in plan[stage.name]["sweep"]]
             best = scores.index(max(scores))  # the first of equal scores
-            chosen, reuse = {study.sweep.key: values[best]}, done[best]
+            chosen = {study.sweep.key: values[best]}
+            # The sweep's run of the chosen value is the first seed's, unless the choice runs differ
+            # from the final ones in more than the swept key (study.sweep.overrides).
+            reuse = None if study.sweep.overrides else done[best]
             sweep_rows += [{"stage": stage.name, "key": study.sweep.key, "value": v, "val_top1": sc,
                             "chosen": i == best} for i, (v, sc) in enumerate(zip(values, scores))]
             print(f"== stage {stage.name}: {study.sweep.key} = {values[best]!r} chosen on the validation split")
@@ -132,9 +151,10 @@ def run_study(path: str, overrides: Optional[List[str]] = None, resume: bool = F
 def check_run(run: Run, cfg: Config, path: str, build: bool = True) -> None:
     """What would stop this run later: its model, the files it names (not a checkpoint an earlier
     stage will write), and for a sweep, a validation split to choose on."""
-    if run.sweep and cfg.data.val_fraction <= 0:
+    if run.sweep and eval_split(cfg.data) != "val":
         raise ConfigError(f"{path}: stage '{run.stage.name}': study.sweep chooses on the validation split, "
-                          f"so its config {run.stage.config} needs data.val_fraction > 0")
+                          f"so its config {run.stage.config} needs one (data.val_fraction > 0, or data that "
+                          "brings its own)")
     named = {"model.pretrained": None if run.stage.pretrained_from else cfg.model.pretrained,
              "data.data_file": cfg.data.data_file, "data.data_dir": cfg.data.data_dir}
     for key, file in named.items():
@@ -162,7 +182,8 @@ def plan_stage(study: StudyConfig, folder: str, stage: StageConfig) -> Dict[str,
     runs = [run(stage_out if seed is None else os.path.join(stage_out, f"seed{seed}"), seed) for seed in seeds]
     swept = study.sweep.key is not None and (
         stage.name in study.sweep.stages if study.sweep.stages else not backbone)
-    sweep = [run(os.path.join(stage_out, "sweep", f"{study.sweep.key}={v}"), seeds[0], **{study.sweep.key: v})
+    sweep = [run(os.path.join(stage_out, "sweep", f"{study.sweep.key}={v}"), seeds[0],
+                 **{**study.sweep.overrides, study.sweep.key: v})
              for v in (study.sweep.values if swept else [])]
     return {"runs": runs, "sweep": sweep}
 

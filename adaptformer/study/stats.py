@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import math
-from typing import Dict
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
 
@@ -37,14 +37,28 @@ def paired_bootstrap(a_correct: np.ndarray, b_correct: np.ndarray, resamples: in
     """Accuracy of A minus B: `a_correct`, `b_correct` are [seeds, images] booleans (seed i of A
     paired with seed i of B). Returns the mean difference, a 95 % percentile interval over
     resampled images, and a two-sided p: twice the smaller share of resamples on either side of 0."""
-    a = np.atleast_2d(np.asarray(a_correct, np.float64))
-    b = np.atleast_2d(np.asarray(b_correct, np.float64))
-    if a.shape != b.shape:
-        raise ValueError(f"both need the same seeds and images, got {a.shape} and {b.shape}")
-    per_image = (a - b).mean(axis=0)
+    return stratified_paired_bootstrap([(a_correct, b_correct)], resamples, seed)
+
+
+def stratified_paired_bootstrap(pairs: Sequence[Tuple[np.ndarray, np.ndarray]], resamples: int = 10_000,
+                                seed: int = 0) -> Dict[str, float]:
+    """The mean over strata (a suite's tasks) of A's accuracy minus B's, each stratum given as
+    ([seeds, images], [seeds, images]) booleans paired seed by seed. Images are resampled within
+    their own stratum, so every task keeps its weight in the mean, as in VTAB-1k's mean over tasks.
+    One stratum is the plain paired bootstrap (the same draws)."""
+    per_stratum = []
+    for a_correct, b_correct in pairs:
+        a = np.atleast_2d(np.asarray(a_correct, np.float64))
+        b = np.atleast_2d(np.asarray(b_correct, np.float64))
+        if a.shape != b.shape:
+            raise ValueError(f"both need the same seeds and images, got {a.shape} and {b.shape}")
+        per_stratum.append((a - b).mean(axis=0))
+    if not per_stratum:
+        raise ValueError("no pairs to compare")
     rng = np.random.default_rng(seed)
-    n = per_image.size
-    means = np.array([per_image[rng.integers(0, n, n)].mean() for _ in range(resamples)])
+    means = np.empty(resamples)
+    for i in range(resamples):
+        means[i] = np.mean([d[rng.integers(0, d.size, d.size)].mean() for d in per_stratum])
     p = 2.0 * min(np.mean(means <= 0.0), np.mean(means >= 0.0))
-    return {"diff": float(per_image.mean()), "ci_low": float(np.percentile(means, 2.5)),
+    return {"diff": float(np.mean([d.mean() for d in per_stratum])), "ci_low": float(np.percentile(means, 2.5)),
             "ci_high": float(np.percentile(means, 97.5)), "p": float(min(1.0, p))}

@@ -15,16 +15,20 @@ GRID_IMAGES = 24
 
 
 def plot_learning_curves(records: List[Dict], split: str, path: str) -> None:
-    """Loss and top-1 on the training batches (averaged over each epoch, augmented) and on `split`."""
+    """Loss and top-1 on the training batches (averaged over each epoch, augmented) and on `split`.
+    One run of one method: the two colours tell the splits apart and are no method's colour."""
+    from matplotlib.ticker import MaxNLocator
+
     fig, (ax_loss, ax_acc) = pyplot().subplots(1, 2, figsize=(11, 4))
     epochs = [r["epoch"] for r in records]
     for ax, key, name in ((ax_loss, "loss", "loss"), (ax_acc, "top1", "top-1")):
-        for prefix, label, colour in (("train_", "training batches", "tab:red"), ("eval_", split, "tab:cyan")):
+        for prefix, label, colour in (("train_", "training batches", "black"), ("eval_", split, "tab:cyan")):
             points = [(e, r[prefix + key]) for e, r in zip(epochs, records) if r.get(prefix + key) is not None]
             if points:
                 ax.plot(*zip(*points), marker="o", ms=3, color=colour, label=label)
         ax.set(xlabel="epoch", ylabel=name, title=f"Learning curve: {name}")
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
         ax.legend(fontsize=8)
     ax_loss.set_ylim(0, None)
     ax_acc.set_ylim(0, 1)

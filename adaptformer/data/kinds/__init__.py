@@ -3,10 +3,16 @@ them, and owns everything about them: how their files are found and checked, the
 the splits they bring and how one is read, and whether their images need resizing. Adding a
 format is adding a module. Importing this needs no Paddle: config validation reads the names.
 
-    data.dataset        reads                                          its splits    class names
-    cifar10, cifar100   the original python archive (cifar.py)         train, test   the archive's
-    folder              data_dir/train/<class>/, val|test/ (folder.py)  train, test   the folder names
-    synthetic           generated striped images (synthetic.py)        train, test   class_0 ...
+    data.dataset        reads                                          its splits        class names
+    cifar10, cifar100   the original python archive (cifar.py)         train, test       the archive's
+    folder              data_dir/train/<class>/, val|test/ (folder.py)  train, test       the folder names
+    filelist            `path label` lists, PaddleClas style            train, [val,] test  class map or class_0 ...
+    vtab                a VTAB-1k task as NOAH writes it (vtab.py)      train, val, test  class_0 ...
+    fgvc                VPT's {train,val,test}.json (fgvc.py)          train, val, test  class_0 ...
+    synthetic           generated striped images (synthetic.py)        train, test       class_0 ...
+
+A kind may own a config section, `data.<kind>.*` (its dataclass in `section`), and the rule of
+which epoch's weights its protocol tests (`choice`: VTAB-1k's final run takes the last epoch).
 
 A kind reads its own splits; data/splits.py makes the rest of them the same way for all kinds:
 a validation split carved from "train" (data.val_fraction), class subsets (data.classes), the
@@ -17,7 +23,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from adaptformer.errors import DataError
 
@@ -30,13 +36,22 @@ class DatasetKind:
     # (data config, split, transform) -> a map-style dataset of (transform(RGB PIL image), 0-d int64
     # label) for a split in `splits`, restricted to data.classes and relabelled 0..k-1 in that order
     read: Callable[[Any, str, Optional[Callable]], Any]
-    splits: Tuple[str, ...] = ("train", "test")  # "val" too when the format brings a validation split
+    # "val" too when the format brings a validation split; or data config -> the splits
+    splits: Union[Tuple[str, ...], Callable[[Any], Tuple[str, ...]]] = ("train", "test")
     any_size: bool = False  # images come in any size: the default transform always resizes them
     # data config -> the class count without reading images (default: len(class_names))
     count: Optional[Callable[[Any], int]] = None
     # data config -> what the class ids count, for messages (default: the data.dataset name)
     counted_in: Optional[Callable[[Any], str]] = None
     order: int = 100  # where it is listed
+    section: Optional[type] = None  # the dataclass of data.<name>.*, its own settings
+    # (section, fail(key, message)) -> None: the section's rules, checked when the config loads
+    check: Optional[Callable[[Any, Callable[[str, str], None]], None]] = None
+    # data config -> "last" when the protocol tests the last epoch's weights, None: the best on the eval split
+    choice: Optional[Callable[[Any], Optional[str]]] = None
+
+    def splits_of(self, data_cfg) -> Tuple[str, ...]:
+        return self.splits(data_cfg) if callable(self.splits) else self.splits
 
     def classes_of(self, data_cfg) -> str:
         return self.counted_in(data_cfg) if self.counted_in is not None else self.name

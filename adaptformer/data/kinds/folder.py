@@ -18,9 +18,8 @@ The paper's other image datasets as folders (no download code here):
 - SVHN (train_32x32.mat / test_32x32.mat): write X[:, :, :, i] as a PNG into
   train|test/<label>/ with label y[i] % 10 (the .mat files store digit 0 as
   10); the class folders 0..9 then sort as the digits. Use data.eval_split: test.
-- Food-101 (food-101/images/<class>/<id>.jpg): link each line "<class>/<id>"
-  of meta/train.txt to train/<class>/<id>.jpg and of meta/test.txt to
-  test/<class>/<id>.jpg. Use data.eval_split: test.
+Food-101 is read as distributed (data.dataset: food101, kinds/food101.py); file lists of any
+other set as data.dataset: filelist, VTAB-1k and FGVC as vtab and fgvc.
 """
 from __future__ import annotations
 

@@ -1,0 +1,82 @@
+"""The FGVC benchmark's five fine-grained sets (`data.dataset: fgvc`) with VPT's split files.
+data.data_dir is the dataset's root as its authors distribute it, with the split files beside:
+
+    <root>/train.json  val.json  test.json     each {relative image path: class id}
+    CUB-200-2011, NABirds: images under <root>/images/; Stanford Dogs: <root>/Images/;
+    Stanford Cars, Oxford Flowers: paths relative to <root>
+
+data.fgvc.task names the set (cub, nabirds, oxford_flowers, stanford_dogs, stanford_cars, or
+VPT's names CUB, NABirds, OxfordFlowers, StanfordDogs, StanfordCars). The class ids of train.json,
+sorted, become the labels 0..k-1 (k must be the set's class count); val.json and test.json may
+use only those ids. Protocol: choices on val, test once. The benchmark's transforms (Resize 256,
+RandomCrop 224 + flip; Resize 256, CenterCrop 224; ImageNet mean/std) are configs/fgvc/_base_.yaml's.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+from adaptformer.data.file_lists import labelled, read_json_split
+from adaptformer.data.image_files import ImageFiles
+from adaptformer.data.kinds import DatasetKind
+from adaptformer.errors import DataError
+
+# task -> (class count, image folder under the root)
+TASKS = {"cub": (200, "images"), "nabirds": (555, "images"), "oxford_flowers": (102, ""),
+         "stanford_dogs": (120, "Images"), "stanford_cars": (196, "")}
+ALIASES = {"cub200": "cub", "cub_200_2011": "cub", "oxfordflowers": "oxford_flowers", "flowers": "oxford_flowers",
+           "stanforddogs": "stanford_dogs", "dogs": "stanford_dogs", "stanfordcars": "stanford_cars",
+           "cars": "stanford_cars"}
+
+
+@dataclass
+class FgvcConfig:
+    task: Optional[str] = None  # which of the five sets (required)
+
+
+def task_of(data_cfg) -> str:
+    name = data_cfg.fgvc.task
+    if name is None:
+        raise DataError(f"data.fgvc.task must name the set for data.dataset fgvc: one of {', '.join(TASKS)}")
+    task = ALIASES.get(name.lower(), name.lower())
+    if task not in TASKS:
+        raise DataError(f"data.fgvc.task must be one of {', '.join(TASKS)} (or VPT's names), got {name!r}")
+    return task
+
+
+def _root(data_cfg) -> str:
+    if data_cfg.data_dir is None:
+        raise DataError("data.data_dir must be given for data.dataset fgvc: the set's root, holding "
+                        "train.json, val.json and test.json")
+    root = os.path.expanduser(data_cfg.data_dir)
+    if not os.path.isdir(root):
+        raise DataError(f"data.data_dir: {root} is not a folder; expected the set's root with train.json beside")
+    return root
+
+
+def _table(data_cfg) -> Dict[int, int]:
+    """Class id -> label: train.json's ids in sorted order, checked against the set's class count."""
+    task, root = task_of(data_cfg), _root(data_cfg)
+    images = os.path.join(root, TASKS[task][1])
+    path = os.path.join(root, "train.json")
+    ids = sorted(set(read_json_split(path, images, "data.data_dir").values()))
+    expected = TASKS[task][0]
+    if len(ids) != expected:
+        raise DataError(f"{path}: {len(ids)} class ids, but {task} has {expected} classes")
+    return {cls: label for label, cls in enumerate(ids)}
+
+
+def _read(data_cfg, split: str, transform=None) -> ImageFiles:
+    task, root = task_of(data_cfg), _root(data_cfg)
+    images = os.path.join(root, TASKS[task][1])
+    path = os.path.join(root, f"{split}.json")
+    samples = labelled(read_json_split(path, images, "data.data_dir"), _table(data_cfg), images, path, task)
+    names = [f"class_{i}" for i in range(TASKS[task][0])]
+    return ImageFiles(samples, names, transform, data_cfg.img_size).keep(data_cfg.classes)
+
+
+KINDS = [DatasetKind(
+    "fgvc", class_names=lambda cfg: [f"class_{i}" for i in range(TASKS[task_of(cfg)][0])], read=_read,
+    splits=("train", "val", "test"), any_size=True, count=lambda cfg: TASKS[task_of(cfg)][0],
+    counted_in=lambda cfg: f"FGVC's {task_of(cfg)}", order=45, section=FgvcConfig)]

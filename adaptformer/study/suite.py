@@ -1,0 +1,171 @@
+"""A benchmark suite in one command: VTAB-1k's protocol over many tasks and methods.
+
+    python tools/train.py -c configs/vtab/suite.yaml -o suite.data_root=/data/vtab-1k [-o suite.tasks=[dtd,svhn]]
+
+For each task (suite.tasks; empty = VTAB-1k's 19) found under suite.data_root, one study
+(adaptformer/study/run.py) of suite.methods runs in suite.output_dir/<task>/:
+  - with suite.sweep, every method trains once per value on the search protocol (train800,
+    choices on val200) and keeps the value with the best val200 top-1;
+  - then each seed's final run: train800val200, the last epoch's weights tested once on test.txt.
+Every run's config is built and checked before the first one trains; --resume reuses finished
+runs, task by task. At the end: suite.md and suite.csv (study/suite_report.py) and, per method,
+one TaskBank serving every task's tuned folder, its size on disk in taskbank.json.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from adaptformer.config import (ConfigError, StageConfig, StudyConfig, SweepConfig, load_suite,
+                                split_study_overrides)
+from adaptformer.data.kinds.vtab import ALIASES, GROUPS, TASKS
+from adaptformer.engine import dist
+from adaptformer.files.atomic import atomic_write_text
+from adaptformer.study.run import STUDY_KEYS, check_run_overrides, check_study, execute_study
+from adaptformer.study.suite_report import write_suite_report
+
+# Keys the suite sets per task (besides those a study sets per run).
+SUITE_KEYS = STUDY_KEYS + ("data.data_dir", "model.num_classes", "data.vtab.protocol", "data.vtab.task",
+                           "data.vtab.num_classes")
+GROUP_OF = {task: group for group, tasks in GROUPS.items() for task in tasks}
+
+
+@dataclass
+class Task:
+    name: str
+    folder: str
+    num_classes: int
+    group: str
+    own: bool  # not one of VTAB-1k's tasks: its class count comes from the suite file
+
+
+def _folder(root: str, name: str) -> Optional[str]:
+    """root/<name>, or root/<alias> for an alias the repositories use for that task."""
+    for candidate in [name] + [a for a, task in ALIASES.items() if task == name]:
+        path = os.path.join(root, candidate)
+        if os.path.isdir(path):
+            return path
+    return None
+
+
+def resolve_tasks(suite, path: str) -> List[Task]:
+    """The suite's tasks with their folders, class counts and groups; one line for any that is not there."""
+    entries = suite.tasks or list(TASKS)
+    tasks, missing = [], []
+    for entry in entries:
+        if isinstance(entry, str):
+            name = ALIASES.get(entry.lower(), entry.lower())
+            if name not in TASKS:
+                raise ConfigError(f"{path}: suite.tasks: {entry!r} is not a VTAB-1k task ({', '.join(TASKS)}); "
+                                  "a task of one's own is {name: ..., num_classes: N, group: ...}")
+            own, classes, group = False, TASKS[name], GROUP_OF[name]
+        elif isinstance(entry, dict) and isinstance(entry.get("name"), str) and isinstance(entry.get("num_classes"), int) \
+                and entry["num_classes"] > 0 and set(entry) <= {"name", "num_classes", "group"}:
+            name, own, classes, group = entry["name"], True, entry["num_classes"], str(entry.get("group", "other"))
+        else:
+            raise ConfigError(f"{path}: suite.tasks entries are task names or {{name, num_classes[, group]}}, "
+                              f"got {entry!r}")
+        folder = _folder(suite.data_root, name)
+        if folder is None:
+            missing.append(name)
+            continue
+        tasks.append(Task(name, folder, classes, group, own))
+    if missing:
+        raise ConfigError(f"{path}: suite.data_root {suite.data_root} has no folder for {', '.join(missing)}; "
+                          "pass -o suite.tasks=[...] to run the others")
+    if len({t.name for t in tasks}) != len(tasks):
+        raise ConfigError(f"{path}: suite.tasks names a task twice")
+    return tasks
+
+
+def task_study(suite, task: Task) -> StudyConfig:
+    """The study that runs every method on one task: final runs, choices on the search protocol."""
+    keys = {"data.data_dir": task.folder, "model.num_classes": task.num_classes, "data.vtab.protocol": "final"}
+    if task.own:
+        keys.update({"data.vtab.task": task.name, "data.vtab.num_classes": task.num_classes})
+    sweep = SweepConfig(key=suite.sweep.key, values=list(suite.sweep.values), stages=list(suite.sweep.stages),
+                        overrides={"data.vtab.protocol": "search", **suite.sweep.overrides})
+    stages = [StageConfig(name=m.name, config=m.config, overrides=dict(m.overrides)) for m in suite.methods]
+    return StudyConfig(name=f"{suite.name}/{task.name}", output_dir=os.path.join(suite.output_dir, task.name),
+                       stages=stages, seeds=list(suite.seeds), sweep=sweep, overrides=keys)
+
+
+def run_suite(path: str, overrides: Optional[List[str]] = None, resume: bool = False,
+              overwrite: bool = False) -> Dict:
+    suite_overrides, run_overrides = split_study_overrides(overrides, "suite")
+    suite = load_suite(path, suite_overrides)
+    tasks = resolve_tasks(suite, path)
+    studies = [task_study(suite, t) for t in tasks]
+    for study in studies:
+        check_run_overrides(study, run_overrides, sets=SUITE_KEYS)
+    folder = os.path.dirname(path)
+    plans = []
+    for study in studies:  # every task's every run checked before the first trains
+        plan = check_study(study, folder, run_overrides, path, resume)
+        for runs in plan.values():
+            for run in runs["runs"][:1]:
+                dataset = run.config(folder, run_overrides).data.dataset
+                if dataset != "vtab":
+                    raise ConfigError(f"{path}: suite method '{run.stage.name}': {run.stage.config} reads "
+                                      f"data.dataset {dataset}; a suite runs tasks in VTAB-1k's layout (vtab)")
+        plans.append(plan)
+    print(f"suite {suite.name}: {len(tasks)} tasks x {len(suite.methods)} methods, every config checked; "
+          f"results in {suite.output_dir}")
+    started, results, predictions = time.time(), {}, {}
+    for i, (task, study, plan) in enumerate(zip(tasks, studies, plans), 1):
+        print(f"== suite {suite.name}: task {i}/{len(tasks)} {task.name} ({task.group}, {task.num_classes} classes)")
+        stage_results = execute_study(study, folder, plan, run_overrides, resume, overwrite)
+        results[task.name] = {r.stage.name: [run["summary"] for run in r.runs] for r in stage_results}
+        predictions[task.name] = {r.stage.name: [run["predictions"] for run in r.runs] for r in stage_results}
+        elapsed = time.time() - started
+        print(f"== suite {suite.name}: {i}/{len(tasks)} tasks done in {elapsed:.0f} s"
+              + (f", about {elapsed / i * (len(tasks) - i):.0f} s to go" if i < len(tasks) else ""))
+    summary = {"name": suite.name, "tasks": [t.__dict__ for t in tasks], "results": results,
+               "wall_seconds": time.time() - started}
+    if dist.is_main():
+        banks = {m.name: serve_tasks(results, m.name) for m in suite.methods}
+        summary["taskbank"] = banks
+        write_suite_report(suite, tasks, results, banks, predictions)
+        atomic_write_text(os.path.join(suite.output_dir, "suite.json"), json.dumps(summary, indent=2))
+    return summary
+
+
+def serve_tasks(results: Dict, method: str) -> Optional[Dict]:
+    """One TaskBank on the method's backbone serving every task's tuned folder (first seed): each
+    task's logits against its folder's own model, and the bytes on disk. None for full fine-tuning."""
+    import paddle
+
+    from adaptformer.config import load_config
+    from adaptformer.models import create_model
+    from adaptformer.serve import trained
+    from adaptformer.serve.tasks import TaskBank
+    from adaptformer.serve.tuned import tuned_size
+    from adaptformer.weights import load_pretrained
+
+    folders = {task: runs[method][0].get("tuned_weights") for task, runs in results.items()}
+    if not all(folders.values()):
+        return None
+    first = load_config(os.path.join(os.path.dirname(next(iter(folders.values()))), "config.yaml"))
+    if first.model.pretrained is None:
+        return None
+    backbone = create_model(first.model.name, num_classes=0, **first.model.kwargs)
+    load_pretrained(backbone, first.model.pretrained)
+    bank = TaskBank(backbone, log=lambda *a: None)
+    x = np.random.default_rng(0).standard_normal((2, 3, first.data.img_size, first.data.img_size)).astype("float32")
+    worst = 0.0
+    for task, tuned in folders.items():
+        bank.add(task, tuned)
+        bank.activate(task)
+        served = bank(x).numpy()
+        own = trained.from_tuned(tuned, log=lambda *a: None).model
+        with paddle.no_grad():
+            worst = max(worst, float(np.abs(served - own(paddle.to_tensor(x)).numpy()).max()))
+    tuned_bytes = sum(tuned_size(f) for f in folders.values())
+    return {"tasks": len(folders), "backbone": first.model.pretrained,
+            "backbone_bytes": os.path.getsize(first.model.pretrained), "tuned_bytes": tuned_bytes,
+            "max_abs_logit_difference": worst}
