@@ -47,11 +47,16 @@ def vtab_data(root, **vtab):
     return {"dataset": "vtab", "data_dir": str(root), "img_size": 16, "vtab": vtab}
 
 
-def test_vtab_search_reads_train800_val200_and_test_with_the_task_from_the_folder_name(tmp_path):
+def test_vtab_search_reads_train800_val200_and_never_test_with_the_task_from_the_folder_name(tmp_path):
+    from adaptformer.data import has_test
+
     root = write_vtab_task(str(tmp_path / "vtab-1k" / "patch_camelyon"))
     cfg = from_dict({"model": {"num_classes": 2}, "data": vtab_data(root)})
-    sizes = {split: len(build_dataset(cfg.data, split)) for split in ("train", "val", "test")}
-    assert sizes == {"train": 8, "val": 4, "test": 6}
+    sizes = {split: len(build_dataset(cfg.data, split)) for split in ("train", "val")}
+    assert sizes == {"train": 8, "val": 4}
+    assert not has_test(cfg.data)  # a learning-rate search never evaluates test.txt
+    with pytest.raises(DataError, match="brings no test split with these settings \\(only train, val\\)"):
+        build_dataset(cfg.data, "test")
     assert num_classes(cfg.data) == 2 and class_names(cfg.data) == ["class_0", "class_1"]
     image, label = build_dataset(cfg.data, "val")[3]
     assert image.shape == (3, 16, 16) and image.dtype == np.float32 and int(label) == 1  # resized, any size in
@@ -82,21 +87,21 @@ def test_a_vtab_final_run_reports_the_last_epoch_and_says_so(tmp_path, tiny_conf
     assert "with the last epoch's weights (train.select_epoch) (epoch 3)" in r.stdout
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda root: open(os.path.join(root, "val200.txt"), "a").write("images/val200/000000.jpg\n"),
+@pytest.mark.parametrize("protocol, edit, message", [
+    ("search", lambda root: open(os.path.join(root, "val200.txt"), "a").write("images/val200/000000.jpg\n"),
      r"val200.txt:5: expected `relative/path label` with an integer label, got images/val200/000000.jpg"),
-    (lambda root: open(os.path.join(root, "train800.txt"), "a").write("images/train800/000000.jpg 2\n"),
+    ("search", lambda root: open(os.path.join(root, "train800.txt"), "a").write("images/train800/000000.jpg 2\n"),
      r"train800.txt:9: label 2 is outside \[0, 2\) for VTAB-1k's patch_camelyon \(2 classes\)"),
-    (lambda root: os.remove(os.path.join(root, "images", "test", "000004.jpg")),
+    ("final", lambda root: os.remove(os.path.join(root, "images", "test", "000004.jpg")),
      r"test.txt:5: image .*000004.jpg does not exist"),
-    (lambda root: os.remove(os.path.join(root, "val200.txt")), r"data.data_dir: .*val200.txt does not exist"),
-    (lambda root: open(os.path.join(root, "test.txt"), "a").write("../../secret.jpg 0\n"),
+    ("search", lambda root: os.remove(os.path.join(root, "val200.txt")), r"data.data_dir: .*val200.txt does not exist"),
+    ("final", lambda root: open(os.path.join(root, "test.txt"), "a").write("../../secret.jpg 0\n"),
      r"test.txt:7: image path ../../secret.jpg must be relative to .* and stay under it"),
 ])
-def test_a_broken_vtab_task_is_one_line_before_training(tmp_path, tiny_config, edit, message):
+def test_a_broken_vtab_task_is_one_line_before_training(tmp_path, tiny_config, protocol, edit, message):
     root = write_vtab_task(str(tmp_path / "patch_camelyon"))
     edit(root)
-    config = tiny_config(model={"num_classes": 2}, data={**vtab_data(root), "img_size": 32})
+    config = tiny_config(model={"num_classes": 2}, data={**vtab_data(root, protocol=protocol), "img_size": 32})
     r = run_tool([sys.executable, TRAIN, "-c", config])
     assert r.returncode == 2
     line = r.stderr.strip().splitlines()[-1]

@@ -69,6 +69,7 @@ def test_a_suite_chooses_on_val200_runs_final_and_serves_every_task_from_one_ban
                 run = out / task / method / "sweep" / f"optimizer.lr={lr}"
                 summary = json.loads((run / "summary.json").read_text())
                 assert summary["selected_on"] == "val"
+                assert summary["test_top1"] is None and not (run / "test_predictions.json").exists()
                 assert yaml.safe_load((run / "config.yaml").read_text())["data"]["vtab"]["protocol"] == "search"
             final = out / task / method / "seed0"
             summary = json.loads((final / "summary.json").read_text())
@@ -107,6 +108,10 @@ def test_a_suite_with_a_missing_task_folder_is_one_line_before_any_run(suite, tm
     r = run_tool([sys.executable, TRAIN, "-c", str(suite), "-o", "suite.tasks=[dtd,patch_camelyon]"])
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1].endswith("has no folder for dtd; pass -o suite.tasks=[...] to run the others")
+    assert not (tmp_path / "out").exists()
+    os.remove(tmp_path / "vtab" / "shapes" / "images" / "test" / "000003.png")  # read by the final runs only
+    r = run_tool([sys.executable, TRAIN, "-c", str(suite)])
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].endswith("000003.png does not exist")
     assert not (tmp_path / "out").exists()
     r = run_tool([sys.executable, TRAIN, "-c", str(suite), "-o", "data.data_dir=/x"])
     assert r.returncode == 2 and "a study sets data.data_dir per run" in r.stderr

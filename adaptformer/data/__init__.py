@@ -21,6 +21,7 @@ _LAZY = {
     "class_names": "adaptformer.data.splits",
     "epoch_choice": "adaptformer.data.splits",
     "eval_split": "adaptformer.data.splits",
+    "has_test": "adaptformer.data.splits",
     "num_classes": "adaptformer.data.splits",
     "build_transforms": "adaptformer.data.transforms",
     "SyntheticImages": "adaptformer.data.kinds.synthetic",

@@ -59,6 +59,12 @@ def eval_split(data_cfg) -> str:
     return "val" if data_cfg.val_fraction > 0 or has_own_val(data_cfg) else "test"
 
 
+def has_test(data_cfg) -> bool:
+    """Whether the data has a test split at all: VTAB-1k's search protocol has none (train800 and
+    val200 only), so a learning-rate search never sees the test images."""
+    return "test" in kind_of(data_cfg).splits_of(data_cfg)
+
+
 def epoch_choice(data_cfg, select_epoch: str = "auto") -> str:
     """Whose weights the final test evaluates: "val" or "test", the epoch of the best top-1 on that
     split (the eval split), or "last", the last epoch's. train.select_epoch auto follows the data's
@@ -90,7 +96,10 @@ def build_dataset(data_cfg, split: str, train_transform: Optional[Callable[[Any]
         transform = build_transforms(data_cfg, train=False)
     if split == "test" or has_own_val(data_cfg) or data_cfg.val_fraction <= 0:
         if split not in kind.splits_of(data_cfg):
-            raise DataError("data.val_fraction is 0: there is no validation split (set it, e.g. 0.1)")
+            if split == "val" and not has_own_val(data_cfg):
+                raise DataError("data.val_fraction is 0: there is no validation split (set it, e.g. 0.1)")
+            raise DataError(f"data.dataset {kind.name} brings no {split} split with these settings "
+                            f"(only {', '.join(kind.splits_of(data_cfg))})")
         return kind.read(data_cfg, split, transform)
     full = kind.read(data_cfg, "train", transform)
     train_idx, val_idx = holdout_indices(dataset_labels(full), data_cfg.val_fraction, data_cfg.val_seed)

@@ -13,7 +13,7 @@ from adaptformer import freeze
 from adaptformer.models.backbone import build_model
 from adaptformer.weights.checkpoint import load_checkpoint, read_state
 from adaptformer.config import Config, ConfigError, check_saved_config, save_config
-from adaptformer.data import build_dataset, class_names, epoch_choice, eval_split
+from adaptformer.data import build_dataset, class_names, epoch_choice, eval_split, has_test
 from adaptformer.data.loading import guarded_loader
 from adaptformer.engine.step import autocast
 from adaptformer.serve.tuned import backbone_fingerprint, save_tuned, tuned_size, tuned_state_names
@@ -127,7 +127,7 @@ def _train(cfg: Config, resume: bool, overwrite: bool = False) -> Dict:
     params = freeze.summary(model)
     log(f"method {cfg.method.name}: {params}")
     train_loader, eval_loader, names = build_loaders(cfg)
-    if eval_split(cfg.data) != "test":
+    if eval_split(cfg.data) != "test" and has_test(cfg.data):
         build_dataset(cfg.data, "test")  # read (and checked) now, not after the last epoch
     earlier = prepare_output_dir(cfg, resume, overwrite)
     log(f"resolved config: {os.path.join(cfg.train.output_dir, 'config.yaml')}")
@@ -141,7 +141,11 @@ def _train(cfg: Config, resume: bool, overwrite: bool = False) -> Dict:
             save_config(cfg, os.path.join(cfg.train.output_dir, "config.yaml"))
     memory.reset_peak()
     result = trainer.fit()
-    test = final_test(cfg, model, result, len(names), log)
+    if has_test(cfg.data):
+        test = final_test(cfg, model, result, len(names), log)
+    else:
+        test = {"test_top1": None, "test_top5": None, "test_top1_last": None, "test_images": 0}
+        log(f"no test split (data.dataset {cfg.data.dataset} with these settings): nothing tested")
     tuned = None
     if dist.is_main() and cfg.method.names != ["full"]:
         tuned = save_tuned(model, os.path.join(cfg.train.output_dir, TUNED), cfg, names, trainer.backbone_fingerprint)

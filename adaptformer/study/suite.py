@@ -83,6 +83,16 @@ def resolve_tasks(suite, path: str) -> List[Task]:
     return tasks
 
 
+def check_task_lists(data_cfg) -> None:
+    """Read every list of the protocol (lines, labels, that each image exists): a broken test.txt
+    stops the suite before its first run, not after the task's searches."""
+    from adaptformer.data import build_dataset
+    from adaptformer.data.kinds import kind_of
+
+    for split in kind_of(data_cfg).splits_of(data_cfg):
+        build_dataset(data_cfg, split)
+
+
 def task_study(suite, task: Task) -> StudyConfig:
     """The study that runs every method on one task: final runs, choices on the search protocol."""
     keys = {"data.data_dir": task.folder, "model.num_classes": task.num_classes, "data.vtab.protocol": "final"}
@@ -107,12 +117,16 @@ def run_suite(path: str, overrides: Optional[List[str]] = None, resume: bool = F
     plans = []
     for study in studies:  # every task's every run checked before the first trains
         plan = check_study(study, folder, run_overrides, path, resume)
+        checked_lists = set()
         for runs in plan.values():
-            for run in runs["runs"][:1]:
-                dataset = run.config(folder, run_overrides).data.dataset
-                if dataset != "vtab":
+            for run in runs["runs"][:1] + runs["sweep"][:1]:
+                data = run.config(folder, run_overrides).data
+                if data.dataset != "vtab":
                     raise ConfigError(f"{path}: suite method '{run.stage.name}': {run.stage.config} reads "
-                                      f"data.dataset {dataset}; a suite runs tasks in VTAB-1k's layout (vtab)")
+                                      f"data.dataset {data.dataset}; a suite runs tasks in VTAB-1k's layout (vtab)")
+                if (data.data_dir, data.vtab.protocol) not in checked_lists:  # every list the task's runs read
+                    checked_lists.add((data.data_dir, data.vtab.protocol))
+                    check_task_lists(data)
         plans.append(plan)
     print(f"suite {suite.name}: {len(tasks)} tasks x {len(suite.methods)} methods, every config checked; "
           f"results in {suite.output_dir}")

@@ -7,7 +7,8 @@ Bench reads. data.data_dir is one task's folder:
 The task is data.vtab.task, else the folder's name; its class count comes from the table below
 (the 19 tasks, under the names the repositories use), or from data.vtab.num_classes for a task
 not in it. data.vtab.protocol:
-  search  train800 for training, val200 for every choice (epoch, learning rate), test.txt tested once
+  search  train800 for training, val200 for every choice (epoch, learning rate); no test split, so
+          a search never evaluates test.txt
   final   train800val200 for training, test.txt tested once with the last epoch's weights (no choice
           on test; train.select_epoch: best picks the best test epoch instead, V-PETL Bench's habit,
           and the results say "epoch chosen on test")
@@ -39,7 +40,7 @@ ALIASES = {"cifar100": "cifar", "oxford_pet": "oxford_iiit_pet", "caltech": "cal
            "clevr_count_all": "clevr_count", "clevr_closest_object_distance": "clevr_dist",
            "dsprites_location": "dsprites_loc", "dsprites_orientation": "dsprites_ori",
            "smallnorb_azimuth": "smallnorb_azi", "smallnorb_elevation": "smallnorb_ele"}
-LISTS = {"search": {"train": "train800.txt", "val": "val200.txt", "test": "test.txt"},
+LISTS = {"search": {"train": "train800.txt", "val": "val200.txt"},
          "final": {"train": "train800val200.txt", "test": "test.txt"}}
 
 
