@@ -155,3 +155,12 @@ def test_the_board_reads_back_what_metrics_jsonl_holds(board):
     # above it, and every logged rate lies within the schedule's range.
     assert records[-1]["lr"] == pytest.approx(0.0, abs=1e-12) and lr[steps] > 0
     assert max(lr.values()) == pytest.approx(0.05, rel=RTOL)  # optimizer.lr at the end of warm-up
+
+
+def test_a_run_prints_the_board_command_that_opens_in_any_browser(tmp_path, capsys):
+    from adaptformer.engine.logger import RunLogger
+
+    logger = RunLogger(str(tmp_path))
+    logger.scalars({"train/loss": 1.0}, 1)
+    logger.writer.close()
+    assert f"VisualDL: visualdl --logdir {tmp_path / 'vdl'} --language en" in capsys.readouterr().out

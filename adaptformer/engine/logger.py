@@ -15,6 +15,12 @@ from adaptformer.files import read_text
 from adaptformer.files.atomic import atomic_write_text
 
 
+def board_command(logdir: str) -> str:
+    """The command that opens a VisualDL board in any browser: without --language, VisualDL 2.5.3
+    answers HTTP 500 to a browser whose language is neither English nor Chinese."""
+    return f"visualdl --logdir {logdir} --language en"
+
+
 class RunLogger:
     def __init__(self, output_dir: str, enabled: bool = True, log_every: int = 20):
         self.output_dir = output_dir
@@ -56,7 +62,9 @@ class RunLogger:
         if self._writer is None:
             from visualdl import LogWriter
 
-            self._writer = LogWriter(logdir=os.path.join(self.output_dir, "vdl"))
+            logdir = os.path.join(self.output_dir, "vdl")
+            self._writer = LogWriter(logdir=logdir)
+            print(f"VisualDL: {board_command(logdir)}", flush=True)
         return self._writer
 
     def scalars(self, values: Dict[str, float], step: int) -> None:

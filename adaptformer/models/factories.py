@@ -75,3 +75,22 @@ def _iformer(size: str, img_size: int):
 for _size in ("small", "base", "large"):
     for _img_size in (224, 384):
         _iformer(_size, _img_size)
+
+
+def _videomae(size: str, dims: dict):
+    """videomae_vit_<size>_patch16_224: VideoMAE's video ViT (models/videomae.py), 16 frames in tubelets
+    of 2 by default, its head initialised x 0.001 as VideoMAE's fine-tuning script does (init_scale)."""
+    name = f"videomae_vit_{size}_patch16_224"
+
+    def build(**kw):
+        from adaptformer.models.videomae import VideoVisionTransformer
+
+        defaults = dict(img_size=224, patch_size=16, num_frames=16, tubelet_size=2, head_init_scale=0.001, **dims)
+        return VideoVisionTransformer(**{**defaults, **kw})
+
+    build.__name__ = build.__qualname__ = name
+    return register_model(build)
+
+
+for _size, _dims in (("small", _SMALL), ("base", _BASE), ("large", _LARGE)):
+    _videomae(_size, _dims)

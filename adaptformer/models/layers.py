@@ -56,10 +56,15 @@ class Attention(nn.Layer):
         # softmax(q k^T) v over transposed views, with identical results (docs/benchmarks.md).
         # The scale is left to its default, 1/sqrt(head_dim): Paddle rules FlashAttention out for
         # any explicit scale, even one equal to the default (paddle/nn/functional/sdpa.py).
-        q, k, v = self.qkv(x).reshape([b, n, 3, self.num_heads, self.head_dim]).unbind(2)
+        q, k, v = self.project_qkv(x).reshape([b, n, 3, self.num_heads, self.head_dim]).unbind(2)
         dropout = self.attn_drop.p if self.training else 0.0
         x = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, training=self.training)
         return self.proj_drop(self.proj(x.reshape([b, n, c])))
+
+
+    def project_qkv(self, x):
+        """[b, n, 3 * dim]: q, k and v side by side (a LoRA wrapping self.qkv acts here)."""
+        return self.qkv(x)
 
 
 class Mlp(nn.Layer):

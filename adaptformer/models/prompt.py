@@ -1,6 +1,7 @@
 """Visual prompt tuning's learnable tokens (Jia et al., ECCV 2022).
 
-They sit after the class token and before the patch tokens. Shallow: one set,
+They sit after the class token (a ViT) or first (a video ViT, which has none) and before the
+patch tokens: `prefix` tokens stay in front of them. Shallow: one set,
 inserted before the first block. Deep: a fresh set before every block,
 replacing the previous block's prompt outputs. Initialised uniformly in
 +-sqrt(6 / (3 * patch_size**2 + dim)), as in VPT.
@@ -14,9 +15,11 @@ import paddle.nn as nn
 
 
 class PromptTokens(nn.Layer):
-    def __init__(self, num_tokens: int, dim: int, depth: int, patch_size: int, deep: bool = True, dropout: float = 0.0):
+    def __init__(self, num_tokens: int, dim: int, depth: int, patch_size: int, deep: bool = True, dropout: float = 0.0,
+                 prefix: int = 1):
         super().__init__()
         self.num_tokens = num_tokens
+        self.prefix = prefix
         self.deep = deep
         bound = math.sqrt(6.0 / (3 * patch_size * patch_size + dim))
         self.tokens = self.create_parameter(
@@ -25,15 +28,18 @@ class PromptTokens(nn.Layer):
         self.dropout = nn.Dropout(dropout)
 
     def insert(self, x, block_index: int):
-        """x = [cls, (old prompts,) patches] -> [cls, prompts of this block, patches]."""
+        """x = [prefix, (old prompts,) patches] -> [prefix, prompts of this block, patches]."""
         if block_index > 0 and not self.deep:
             return x
-        rest = x[:, 1 + self.num_tokens:] if block_index > 0 else x[:, 1:]
+        p = self.prefix
+        rest = x[:, p + self.num_tokens:] if block_index > 0 else x[:, p:]
         prompts = self.dropout(self.tokens[block_index]).unsqueeze(0).expand([x.shape[0], -1, -1])
-        return paddle.concat([x[:, :1], prompts, rest], axis=1)
+        return paddle.concat(([x[:, :p]] if p else []) + [prompts, rest], axis=1)
 
     def remove(self, x):
-        return paddle.concat([x[:, :1], x[:, 1 + self.num_tokens:]], axis=1)
+        p = self.prefix
+        rest = x[:, p + self.num_tokens:]
+        return paddle.concat([x[:, :p], rest], axis=1) if p else rest
 
     def extra_repr(self) -> str:
-        return f"num_tokens={self.num_tokens}, deep={self.deep}"
+        return f"num_tokens={self.num_tokens}, deep={self.deep}, prefix={self.prefix}"

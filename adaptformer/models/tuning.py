@@ -88,6 +88,7 @@ class TunableModel:
 
     NO_PROMPTS: Optional[str] = None
     in_chans: int = 3
+    num_prefix_tokens: int = 1  # tokens before the patches that prompts go after (a class token)
 
     def check_input_size(self, height: int, width: Optional[int] = None) -> None:
         """Raise ValueError(reason) for an image size the backbone cannot take, the reason read after
@@ -116,13 +117,14 @@ class TunableModel:
         insert_adapters(self.tuning_blocks(), blocks, **adapter_kwargs)
 
     def add_prompts(self, num_tokens: int, deep: bool = True, dropout: float = 0.0) -> None:
-        """Visual prompt tuning: learnable tokens after the class token (see prompt.py)."""
+        """Visual prompt tuning: learnable tokens after the class token, if any (see prompt.py)."""
         from adaptformer.models.prompt import PromptTokens
 
         if getattr(self, "prompt", None) is not None:
             raise ValueError("the model already has prompt tokens")
         width, depth, patch_size = self.prompt_shape()
-        self.prompt = PromptTokens(num_tokens, width, depth, patch_size, deep=deep, dropout=dropout)
+        self.prompt = PromptTokens(num_tokens, width, depth, patch_size, deep=deep, dropout=dropout,
+                                   prefix=self.num_prefix_tokens)
 
 
 def block_indices(depth: int, blocks: Optional[List[int]], key: str) -> List[int]:

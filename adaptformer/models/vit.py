@@ -33,6 +33,8 @@ class Block(TunableBlock):
     (models/tuning.py, wiring in models/adapter.py).
     """
 
+    ATTENTION = Attention  # a subclass may bring its own (models/videomae.py: separate q and v biases)
+
     def __init__(
         self,
         dim: int,
@@ -46,7 +48,7 @@ class Block(TunableBlock):
     ):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, epsilon=epsilon)
-        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop)
+        self.attn = self.ATTENTION(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop)
         self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim, epsilon=epsilon)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
@@ -66,7 +68,80 @@ class Block(TunableBlock):
         }
 
 
-class VisionTransformer(TunableModel, nn.Layer):
+class TransformerBase(TunableModel, nn.Layer):
+    """What the image ViT and the video ViT (models/videomae.py) share: their blocks, weight
+    initialisation, the classifier head, and the block loop with prompts and recomputation."""
+
+    head_init_scale = 1.0  # the new head's weights are multiplied by this (VideoMAE's init_scale)
+
+    @staticmethod
+    def make_blocks(block, embed_dim, depth, num_heads, mlp_ratio, qkv_bias, epsilon, drop_rate, attn_drop_rate,
+                    drop_path_rate) -> nn.LayerList:
+        rates = np.linspace(0.0, drop_path_rate, depth).tolist()
+        return nn.LayerList([block(embed_dim, num_heads, mlp_ratio, qkv_bias, epsilon, drop_rate, attn_drop_rate,
+                                   rates[i]) for i in range(depth)])
+
+    @staticmethod
+    def _init_weights(layer: nn.Layer) -> None:
+        if isinstance(layer, nn.Linear):
+            _trunc_normal(layer.weight)
+            if layer.bias is not None:
+                _zeros(layer.bias)
+        elif isinstance(layer, nn.LayerNorm):
+            _ones(layer.weight)
+            _zeros(layer.bias)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the head with a freshly initialised one (0 = features only).
+
+        With `head_norm` the head is BatchNorm1D without affine parameters (eps 1e-6)
+        followed by the Linear layer: the MAE linear-probe head that AdaptFormer's
+        image and video experiments use (parameters head.1.*, statistics head.0._mean/_variance).
+        """
+        self.num_classes = num_classes
+        if num_classes <= 0:
+            self.head = nn.Identity()
+            return
+        linear = Linear(self.embed_dim, num_classes)
+        # VideoMAE draws std 0.02 and multiplies by init_scale: the same as drawing std 0.02 * init_scale.
+        nn.initializer.TruncatedNormal(std=self.head_init_std * self.head_init_scale)(linear.weight)
+        _zeros(linear.bias)
+        if self.head_norm:
+            norm = nn.BatchNorm1D(self.embed_dim, epsilon=1e-6, weight_attr=False, bias_attr=False)
+            self.head = nn.Sequential(norm, linear)
+        else:
+            self.head = linear
+
+    def run_blocks(self, x):
+        """The blocks in order, prompt tokens inserted before each and taken out after the last."""
+        for i, block in enumerate(self.blocks):
+            if self.prompt is not None:
+                x = self.prompt.insert(x, i)
+            x = recompute(block, x, use_reentrant=False) if self._recompute(x) else block(x)
+        if self.prompt is not None:
+            x = self.prompt.remove(x)  # features keep the [prefix, patches] layout
+        return x
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Keep only each block's input for the backward pass and recompute the rest
+        (train.recompute): the blocks keep one tensor each plus, during the backward
+        pass, one block's activations."""
+        self.grad_checkpointing = enable
+
+    def _recompute(self, x) -> bool:
+        # Only where a gradient flows in: a block whose input needs none (the first
+        # block after a frozen embedding) has little to keep, and Paddle's recompute
+        # would run it plainly anyway.
+        return self.grad_checkpointing and paddle.is_grad_enabled() and not x.stop_gradient
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x))
+
+    def tuning_blocks(self) -> List[Block]:
+        return list(self.blocks)
+
+
+class VisionTransformer(TransformerBase):
     def __init__(
         self,
         img_size: int = 224,
@@ -99,13 +174,8 @@ class VisionTransformer(TunableModel, nn.Layer):
             [1, self.patch_embed.num_patches + 1, embed_dim], default_initializer=_trunc_normal
         )
         self.pos_drop = nn.Dropout(drop_rate)
-        rates = np.linspace(0.0, drop_path_rate, depth).tolist()
-        self.blocks = nn.LayerList(
-            [
-                Block(embed_dim, num_heads, mlp_ratio, qkv_bias, epsilon, drop_rate, attn_drop_rate, rates[i])
-                for i in range(depth)
-            ]
-        )
+        self.blocks = self.make_blocks(Block, embed_dim, depth, num_heads, mlp_ratio, qkv_bias, epsilon, drop_rate,
+                                       attn_drop_rate, drop_path_rate)
         # Token pooling reads the final norm; mean pooling uses its own norm (MAE fine-tuning layout).
         self.norm = nn.LayerNorm(embed_dim, epsilon=epsilon) if global_pool == "token" else nn.Identity()
         self.fc_norm = nn.LayerNorm(embed_dim, epsilon=epsilon) if global_pool == "avg" else nn.Identity()
@@ -116,16 +186,6 @@ class VisionTransformer(TunableModel, nn.Layer):
         self.head_init_std = head_init_std
         self.apply(self._init_weights)
         self.reset_classifier(num_classes)
-
-    @staticmethod
-    def _init_weights(layer: nn.Layer) -> None:
-        if isinstance(layer, nn.Linear):
-            _trunc_normal(layer.weight)
-            if layer.bias is not None:
-                _zeros(layer.bias)
-        elif isinstance(layer, nn.LayerNorm):
-            _ones(layer.weight)
-            _zeros(layer.bias)
 
     def check_input_size(self, height: int, width: Optional[int] = None) -> None:
         """Raise ValueError for an image size the model cannot take: the position embedding
@@ -138,26 +198,6 @@ class VisionTransformer(TunableModel, nn.Layer):
                 f"{pe.grid_size}x{pe.grid_size} patches); set data.img_size: {pe.img_size} or model.kwargs.img_size: {height}"
             )
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head with a freshly initialised one (0 = features only).
-
-        With `head_norm` the head is BatchNorm1D without affine parameters (eps 1e-6)
-        followed by the Linear layer: the MAE linear-probe head that AdaptFormer's
-        image experiments use (parameters head.1.*, statistics head.0._mean/_variance).
-        """
-        self.num_classes = num_classes
-        if num_classes <= 0:
-            self.head = nn.Identity()
-            return
-        linear = Linear(self.embed_dim, num_classes)
-        nn.initializer.TruncatedNormal(std=self.head_init_std)(linear.weight)
-        _zeros(linear.bias)
-        if self.head_norm:
-            norm = nn.BatchNorm1D(self.embed_dim, epsilon=1e-6, weight_attr=False, bias_attr=False)
-            self.head = nn.Sequential(norm, linear)
-        else:
-            self.head = linear
-
     def forward_features(self, x):
         """All tokens after the last block: [batch, 1 + num_patches, embed_dim]."""
         x = self.patch_embed(x)
@@ -165,36 +205,12 @@ class VisionTransformer(TunableModel, nn.Layer):
         x = paddle.concat([cls, x], axis=1) + self.pos_embed
         if self.patch_embed.training:  # like stochastic depth: off when the embedding is frozen
             x = self.pos_drop(x)
-        for i, block in enumerate(self.blocks):
-            if self.prompt is not None:
-                x = self.prompt.insert(x, i)
-            x = recompute(block, x, use_reentrant=False) if self._recompute(x) else block(x)
-        if self.prompt is not None:
-            x = self.prompt.remove(x)  # features keep the [cls, patches] layout
-        return self.norm(x)
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Keep only each block's input for the backward pass and recompute the rest
-        (train.recompute): the blocks keep one tensor each plus, during the backward
-        pass, one block's activations."""
-        self.grad_checkpointing = enable
-
-    def _recompute(self, x) -> bool:
-        # Only where a gradient flows in: a block whose input needs none (the first
-        # block after a frozen embedding) has little to keep, and Paddle's recompute
-        # would run it plainly anyway.
-        return self.grad_checkpointing and paddle.is_grad_enabled() and not x.stop_gradient
+        return self.norm(self.run_blocks(x))
 
     def forward_head(self, x, pre_logits: bool = False):
         x = x[:, 1:].mean(axis=1) if self.global_pool == "avg" else x[:, 0]
         x = self.fc_norm(x)
         return x if pre_logits else self.head(x)
-
-    def forward(self, x):
-        return self.forward_head(self.forward_features(x))
-
-    def tuning_blocks(self) -> List[Block]:
-        return list(self.blocks)
 
     def prompt_shape(self) -> Tuple[int, int, int]:
         return self.embed_dim, len(self.blocks), self.patch_embed.patch_size

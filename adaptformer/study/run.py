@@ -20,7 +20,7 @@ from adaptformer.config import (Config, ConfigError, StageConfig, StudyConfig, l
                      check_saved_config, split_study_overrides)
 from adaptformer.data import eval_split
 from adaptformer.engine import dist
-from adaptformer.engine.logger import read_records
+from adaptformer.engine.logger import board_command, read_records
 from adaptformer.engine.runner import TEST_PREDICTIONS, build_model, train
 from adaptformer.engine.trainer import BEST, LAST
 from adaptformer.files import open_regular, read_json
@@ -145,6 +145,7 @@ def execute_study(study: StudyConfig, folder: str, plan: Dict[str, Dict[str, Lis
         write_results(study, results)
         atomic_write_text(os.path.join(study.output_dir, "study.json"), json.dumps(
             {"name": study.name, "wall_seconds": time.time() - started, "resumed": resume}, indent=2))
+        print(f"every run's curves in one VisualDL board: {board_command(study.output_dir)}")
     return results
 
 

@@ -12,6 +12,11 @@ Layouts:
             too: models/iformer.py keeps their names.
 - adaptformer_official  as timm, but q/k/v are separate projections (merged
             here into qkv), the MLP is blocks.N.fc1/fc2, adapters blocks.N.adaptmlp.
+- videomae_pretrain  VideoMAE's pre-training files: the encoder's tensors under `encoder.` (taken,
+            prefix removed), beside the decoder's (ignored); the encoder's final norm, which
+            the fine-tuning model replaces by fc_norm, becomes `encoder_norm` (ignored). With
+            q/k/v split (AdaptFormer's convert.py), merged as for adaptformer_official.
+            Recognised by the keys, whatever the file is called.
 - google    flax .npz of the original ViT and AugReg releases (and big_vision's
             module numbering): kernels are already [in, out]; attention kernels
             are per head, (dim, heads, head_dim), and are flattened.
@@ -44,12 +49,27 @@ def to_model_names(ckpt: Checkpoint) -> Tuple[Tensors, str]:
         return dict(ckpt.tensors), "paddle"
     tensors = ckpt.tensors
     layout = "timm"
+    if any(k.startswith(_ENCODER) for k in tensors):
+        tensors = _from_videomae_pretrain(tensors)
+        layout = "videomae_pretrain"
     if any(_QKV_SPLIT.match(k) for k in tensors):
-        tensors = _merge_qkv(tensors, ckpt.path)
-        layout = "adaptformer_official"
-    if layout == "adaptformer_official":
-        tensors = {_rename(k, _OFFICIAL_RENAMES): v for k, v in tensors.items()}
+        tensors = {_rename(k, _OFFICIAL_RENAMES): v for k, v in _merge_qkv(tensors, ckpt.path).items()}
+        layout = "adaptformer_official" if layout == "timm" else f"{layout}, q/k/v split (AdaptFormer's convert.py)"
     return _torch_to_paddle(tensors), layout
+
+
+_ENCODER = "encoder."
+
+
+def _from_videomae_pretrain(tensors: Tensors) -> Tensors:
+    out: Tensors = {}
+    for key, value in tensors.items():
+        if key.startswith(_ENCODER + "norm."):
+            key = "encoder_norm." + key[len(_ENCODER + "norm."):]
+        elif key.startswith(_ENCODER):
+            key = key[len(_ENCODER):]
+        out[key] = value
+    return out
 
 
 def _rename(key: str, rules) -> str:

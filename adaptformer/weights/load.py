@@ -22,8 +22,15 @@ from adaptformer.weights.formats import read_checkpoint
 from adaptformer.weights.layouts import to_model_names
 from adaptformer.weights.resize import resize_pos_embed
 
-# Heads of other tasks, the IN-21k releases' pre-logits layer, MAE's decoder and mask token.
-IGNORED_BY_DEFAULT = ("head", "pre_logits", r"decoder\w*", "mask_token")
+# Heads of other tasks, the IN-21k releases' pre-logits layer, MAE's and VideoMAE's decoder and mask
+# token, and VideoMAE's pre-training encoder norm (fc_norm replaces it when fine-tuning).
+IGNORED_BY_DEFAULT = ("head", "pre_logits", r"decoder\w*", "mask_token", "encoder_to_decoder", "encoder_norm")
+
+
+# Tensors a layout cannot hold, which its fine-tuning starts afresh like the head: VideoMAE's
+# pre-training encoder ends in a norm the fine-tuning model replaces by fc_norm (pooled tokens).
+_VIDEOMAE_NEW = ("fc_norm.",)
+NEW_IN = {"videomae_pretrain": _VIDEOMAE_NEW, "videomae_pretrain, q/k/v split (AdaptFormer's convert.py)": _VIDEOMAE_NEW}
 
 
 @dataclass
@@ -77,7 +84,7 @@ def load_pretrained(
     for key, target in model_state.items():
         shape = list(target.shape)
         if key not in tensors:
-            if key.startswith("head."):
+            if key.startswith("head.") or (key.startswith(NEW_IN.get(layout, ("head.",))) and key in parameters):
                 report.reinitialised.append(key)
             elif key.endswith("adapter.scale") and key not in parameters:
                 pass  # a fixed adapter scale is a setting of the method, not a learned weight

@@ -1,0 +1,175 @@
+"""VideoMAE's video ViT against the official PyTorch code (fixtures written by
+tests/fixtures/make_golden_videomae.py from VideoMAE's modeling_finetune.py and AdaptFormer's
+models/vit_video.py, seeded weights with non-zero q/v biases, norms away from 1 and, for
+AdaptFormer, non-zero adapters and BatchNorm statistics), the three checkpoint layouts, and the
+tuning methods attaching through the same mechanism as on the image ViT."""
+import json
+import os
+
+import numpy as np
+import paddle
+import pytest
+
+from adaptformer import freeze
+from adaptformer.config import MethodConfig
+from adaptformer.methods import apply_method
+from adaptformer.methods.adaptformer import AdaptFormerConfig
+from adaptformer.methods.lora import LoRAConfig
+from adaptformer.methods.vpt import VPTConfig
+from adaptformer.models import create_model, load_pretrained
+from adaptformer.models.videomae import VideoVisionTransformer, sinusoid_table
+from adaptformer.weights.checkpoint import CheckpointError, save_state
+from adaptformer.weights.formats import read_checkpoint
+
+GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "golden")
+REF = np.load(os.path.join(GOLDEN, "videomae_reference.npz"))
+R = json.loads(str(REF["reduced_json"]))
+KWARGS = dict(img_size=R["img_size"], patch_size=R["patch_size"], num_frames=R["all_frames"],
+              tubelet_size=R["tubelet_size"], embed_dim=R["embed_dim"], depth=R["depth"], num_heads=R["num_heads"],
+              num_classes=R["num_classes"])
+CLIPS = np.random.default_rng(int(REF["clip_seed"])).standard_normal(
+    (2, 3, R["all_frames"], R["img_size"], R["img_size"])).astype(np.float32)
+ATOL = 1e-5  # float32 logits of a 2-block model, two frameworks' kernels
+
+
+def logits(model, x=CLIPS):
+    model.eval()
+    with paddle.no_grad():
+        return model(paddle.to_tensor(x)).numpy()
+
+
+def test_logits_equal_videomaes_own_model():
+    model = VideoVisionTransformer(**KWARGS)
+    report = load_pretrained(model, os.path.join(GOLDEN, "videomae_finetune.pth"))
+    assert report.layout == "timm" and not report.reinitialised and not report.unexpected
+    np.testing.assert_allclose(logits(model), REF["finetune_logits"], atol=ATOL, rtol=0)
+
+
+def test_the_position_table_is_videomaes_and_not_a_weight():
+    np.testing.assert_allclose(sinusoid_table(8, R["embed_dim"]), REF["pos_table"], atol=1e-7, rtol=0)
+    model = VideoVisionTransformer(**KWARGS)
+    assert "pos_table" not in model.state_dict() and "pos_table" not in dict(model.named_parameters())
+    np.testing.assert_allclose(model.pos_table.numpy(), REF["pos_table"], atol=1e-7, rtol=0)
+
+
+def test_q_and_v_have_biases_and_k_none():
+    """Moving k's share of the bias changes nothing; moving q's or v's does: the fused qkv's bias is
+    [q_bias, 0, v_bias]."""
+    model = VideoVisionTransformer(**KWARGS)
+    load_pretrained(model, os.path.join(GOLDEN, "videomae_finetune.pth"))
+    attn = model.blocks[0].attn
+    assert attn.qkv.bias is None and attn.q_bias.shape == [R["embed_dim"]]
+    before = logits(model)
+    attn.v_bias.set_value(attn.v_bias + 1.0)
+    assert np.abs(logits(model) - before).max() > 1e-3
+
+
+def test_a_videomae_pretraining_file_loads_its_encoder_by_its_keys(tmp_path):
+    """encoder.* taken whatever the file is called; its norm, decoder and mask token ignored; fc_norm
+    and head start afresh. The encoder's features then equal the fine-tune file's."""
+    pretrained = VideoVisionTransformer(**KWARGS)
+    report = load_pretrained(pretrained, os.path.join(GOLDEN, "videomae_pretrain.pth"))
+    assert report.layout == "videomae_pretrain"
+    assert sorted(report.reinitialised) == ["fc_norm.bias", "fc_norm.weight", "head.bias", "head.weight"]
+    assert {"encoder_norm.weight", "encoder_to_decoder.weight", "mask_token", "decoder.head.weight"} <= set(
+        report.unexpected)
+    finetuned = VideoVisionTransformer(**KWARGS)
+    load_pretrained(finetuned, os.path.join(GOLDEN, "videomae_finetune.pth"))
+    x = paddle.to_tensor(CLIPS)
+    for m in (pretrained, finetuned):
+        m.eval()
+    with paddle.no_grad():
+        np.testing.assert_allclose(pretrained.forward_features(x).numpy(), finetuned.forward_features(x).numpy(),
+                                   atol=1e-6, rtol=0)
+
+
+def test_a_missing_backbone_key_is_an_error_never_a_new_parameter(tmp_path):
+    tensors = dict(read_checkpoint(os.path.join(GOLDEN, "videomae_finetune.pth")).tensors)
+    del tensors["blocks.1.attn.v_bias"]
+    path = str(tmp_path / "partial.pdparams")
+    model = VideoVisionTransformer(**KWARGS)
+    paddle_layout = {k: (v.T if k.endswith(".weight") and v.ndim == 2 else v) for k, v in tensors.items()}
+    save_state({k: paddle.to_tensor(np.ascontiguousarray(v)) for k, v in paddle_layout.items()}, path)
+    with pytest.raises(CheckpointError, match=r"lacks 1 tensors of VideoVisionTransformer \(blocks.1.attn.v_bias\)"):
+        load_pretrained(model, path)
+
+
+def adaptformer_video():
+    model = VideoVisionTransformer(**KWARGS, head_norm=True)
+    apply_method(model, MethodConfig(name="adaptformer", adaptformer=AdaptFormerConfig(
+        bottleneck=8, scale=0.1, learnable_scale=False, dropout=0.0)))
+    return model
+
+
+def test_logits_equal_adaptformers_video_model_with_its_adapters_and_batchnorm_head():
+    model = adaptformer_video()
+    report = load_pretrained(model, os.path.join(GOLDEN, "adaptformer_video.pth"))
+    assert report.layout == "adaptformer_official" and not report.reinitialised
+    np.testing.assert_allclose(logits(model), REF["adaptformer_logits"], atol=ATOL, rtol=0)
+
+
+def test_the_factories_have_videomaes_tensors_and_parameter_counts():
+    official = json.loads(str(REF["factories_json"]))
+    for size, ref in official.items():
+        with paddle.LazyGuard():
+            model = create_model(f"videomae_vit_{size}_patch16_224", num_classes=174, num_frames=16)
+        shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
+        expected = {k: list(s) for k, s in ref["names_shapes"]}
+        assert set(shapes) == set(expected)
+        # Paddle stores Linear weights [in, out], PyTorch [out, in]
+        assert all(shapes[k] == (expected[k][::-1] if len(expected[k]) == 2 else expected[k]) for k in expected)
+        assert sum(int(np.prod(s)) for s in shapes.values()) == ref["params"]
+
+
+def test_adaptformer_64_on_videomae_base_trains_1_19_m_parameters_beside_the_head():
+    with paddle.LazyGuard():
+        model = create_model("videomae_vit_base_patch16_224", num_classes=174, num_frames=16)
+    report = apply_method(model, MethodConfig(name="adaptformer", adaptformer=AdaptFormerConfig(
+        bottleneck=64, learnable_scale=False), trainable=["fc_norm"]))
+    assert report.per_method["adaptformer"] == 1_189_632  # 12 x (768*64 + 64 + 64*768 + 768), the paper's 1.19 M
+    assert report.per_method["head"] == 768 * 174 + 174
+
+
+@pytest.mark.parametrize("name, sections", [
+    ("adaptformer", {"adaptformer": AdaptFormerConfig(bottleneck=4)}),
+    ("adapter", {}),
+    ("lora", {"lora": LoRAConfig(rank=2, targets=["q", "v"])}),
+    ("bitfit", {}),
+    ("vpt", {"vpt": VPTConfig(num_tokens=3)}),
+])
+def test_each_method_attaches_to_the_video_vit_as_to_the_image_vit(name, sections):
+    """A fresh method leaves the logits as they were (VPT: changes them, its prompts are new tokens),
+    only its own parameters and the head train, and a step moves them."""
+    paddle.seed(0)
+    model = VideoVisionTransformer(**KWARGS)
+    load_pretrained(model, os.path.join(GOLDEN, "videomae_finetune.pth"))
+    before = logits(model)
+    apply_method(model, MethodConfig(name=name, **sections))
+    after = logits(model)
+    if name == "vpt":
+        assert after.shape == before.shape and np.abs(after - before).max() > 1e-4
+    else:
+        np.testing.assert_allclose(after, before, atol=1e-6, rtol=0)
+    trainable = [n for n, p in model.named_parameters() if not p.stop_gradient]
+    assert any(n.startswith("head.") for n in trainable)
+    frozen_backbone = [n for n, p in model.named_parameters() if p.stop_gradient]
+    assert "blocks.0.attn.qkv.weight" in frozen_backbone and "patch_embed.proj.weight" in frozen_backbone
+    if name == "bitfit":  # VideoMAE's q and v biases are biases
+        assert {"blocks.0.attn.q_bias", "blocks.0.attn.v_bias", "blocks.0.mlp.fc1.bias"} <= set(trainable)
+    model.train()
+    freeze.set_train_mode(model)
+    opt = paddle.optimizer.SGD(learning_rate=0.1, parameters=[p for p in model.parameters() if not p.stop_gradient])
+    frozen_before = model.blocks[1].attn.qkv.weight.numpy().copy()
+    loss = paddle.nn.functional.cross_entropy(model(paddle.to_tensor(CLIPS)), paddle.to_tensor([1, 3]))
+    loss.backward()
+    opt.step()
+    assert np.array_equal(model.blocks[1].attn.qkv.weight.numpy(), frozen_before)
+
+
+def test_clips_of_another_length_or_size_are_refused_in_one_line():
+    model = VideoVisionTransformer(**KWARGS)
+    with pytest.raises(ValueError, match="clips are 6 frames of 16x16 pixels but the model takes 4 frames of 16x16"):
+        model(paddle.zeros([1, 3, 6, 16, 16]))
+    with pytest.raises(ValueError, match=r"expected clips \[batch, channels, frames, height, width\]"):
+        model(paddle.zeros([1, 3, 16, 16]))
+    assert model.input_shape(16, 2) == [2, 3, 4, 16, 16]
