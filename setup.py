@@ -17,8 +17,11 @@ setup(
         # (tried: nbclient 0.11.0, nbformat 5.11.1, ipykernel 7.4.0 on Python 3.11).
         # The ONNX packages too, so that the export tests run wherever the tests run (CI included).
         # scikit-learn: the digits task of tools/make_mini_vtab.py, so its test runs wherever the tests run.
+        # av: the video tests write and decode real clips.
         "test": ["pytest", "nbclient", "nbformat", "ipykernel", "paddle2onnx>=2.1", "onnxruntime>=1.17",
-                 "scikit-learn>=1.3"],
+                 "scikit-learn>=1.3", "av>=12"],
+        # data.dataset video decodes with PyAV (FFmpeg inside its wheel); tried: av 18.1.0 on Python 3.11.
+        "video": ["av>=12"],
         # tools/make_mini_vtab.py's digits task (scikit-learn ships the 1,797 8x8 digits).
         "mini": ["scikit-learn>=1.3"],
         # ONNX export (tools/export.py --onnx) and the onnxruntime benchmark; tried: paddle2onnx 2.1.0

@@ -22,18 +22,18 @@ def _require(path: str, key: str, expected: str) -> None:
         raise DataError(f"{key}: {path} does not exist; expected {expected}")
 
 
-def _image_path(root: str, relative: str, where: str) -> str:
+def _image_path(root: str, relative: str, where: str, what: str = "image") -> str:
     if os.path.isabs(relative) or ".." in relative.replace("\\", "/").split("/"):
-        raise DataError(f"{where}: image path {quoted(relative)} must be relative to {root} and stay under it")
+        raise DataError(f"{where}: {what} path {quoted(relative)} must be relative to {root} and stay under it")
     return os.path.join(root, relative)
 
 
-def check_files(samples: Samples, wheres: List[str]) -> None:
+def check_files(samples: Samples, wheres: List[str], what: str = "image") -> None:
     missing = [(where, path) for where, (path, _) in zip(wheres, samples) if not os.path.isfile(path)]
     if missing:
         where, path = missing[0]
         more = f" (and {len(missing) - 1} more of {len(samples)})" if len(missing) > 1 else ""
-        raise DataError(f"{where}: image {quoted(path)} does not exist{more}")
+        raise DataError(f"{where}: {what} {quoted(path)} does not exist{more}")
 
 
 def _check_label(label: int, num_classes: Optional[int], where: str, task: str) -> None:
@@ -42,9 +42,10 @@ def _check_label(label: int, num_classes: Optional[int], where: str, task: str) 
         raise DataError(f"{where}: label {label} is outside {bound} for {task}")
 
 
-def read_text_list(path: str, root: str, key: str, num_classes: Optional[int], task: str) -> Samples:
+def read_text_list(path: str, root: str, key: str, num_classes: Optional[int], task: str,
+                   what: str = "image") -> Samples:
     """The `relative/path label` lines of `path` (blank lines skipped; the label is the last field,
-    so a path may hold spaces), images under `root`."""
+    so a path may hold spaces), files (images, or videos: `what`) under `root`."""
     _require(path, key, "a list of `relative/path label` lines")
     samples, wheres = [], []
     for number, line in enumerate(read_text(path, "text", "a list of `relative/path label` lines").splitlines(), 1):
@@ -57,11 +58,11 @@ def read_text_list(path: str, root: str, key: str, num_classes: Optional[int], t
         except (IndexError, ValueError):
             raise DataError(f"{where}: expected `relative/path label` with an integer label, got {quoted(line)}") from None
         _check_label(label, num_classes, where, task)
-        samples.append((_image_path(root, relative, where), label))
+        samples.append((_image_path(root, relative, where, what), label))
         wheres.append(where)
     if not samples:
-        raise DataError(f"{path}: the list names no image; expected `relative/path label` lines")
-    check_files(samples, wheres)
+        raise DataError(f"{path}: the list names no {what}; expected `relative/path label` lines")
+    check_files(samples, wheres, what)
     return samples
 
 

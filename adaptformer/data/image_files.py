@@ -60,6 +60,16 @@ class ImageFiles:
             img = self.transform(img)
         return img, np.array(target, dtype=np.int64)
 
+    noun = "image"  # what SampleGuard calls the files in its messages
+
+    def reason_of(self, path: str) -> str:
+        """Why the file at `path` is unreadable, read again (in the main process, for the message)."""
+        try:
+            load_rgb(path)
+        except DataError as e:
+            return str(e)
+        return f"{path}: could not be read, then could (is it being written?)"
+
     def path_of_bad(self, label: int) -> str:
         """The file of the sample that came back with `label` (a bad_image_label)."""
         return self.samples[bad_image_index(label)][0]

@@ -19,17 +19,19 @@ import paddle
 from paddle.io import DataLoader, Dataset, DistributedBatchSampler
 
 from adaptformer.errors import DataError, short_reason
-from adaptformer.data.image_files import ImageFiles, load_rgb
+from adaptformer.data.image_files import ImageFiles
+from adaptformer.data.kinds import sample_shape
 from adaptformer.data.workers import worker_init_fn
 
 FAILED = -(2**40)  # labels at or below it mark a sample whose loading raised (FAILED - index)
 
 
 class GuardedSamples(Dataset):
-    """`dataset`, with any exception in loading a sample returned as a marked blank sample."""
+    """`dataset`, with any exception in loading a sample returned as a marked blank sample of
+    `shape` (an image [3, H, W]; a clip [3, T, H, W]), so that its batch still stacks."""
 
-    def __init__(self, dataset, img_size: int):
-        self.dataset, self.img_size = dataset, img_size
+    def __init__(self, dataset, shape):
+        self.dataset, self.shape = dataset, tuple(shape)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -38,7 +40,7 @@ class GuardedSamples(Dataset):
         try:
             return self.dataset[index]
         except Exception:  # noqa: BLE001  (reported from the main process by SampleGuard)
-            return np.zeros((3, self.img_size, self.img_size), np.float32), np.array(FAILED - index, np.int64)
+            return np.zeros(self.shape, np.float32), np.array(FAILED - index, np.int64)
 
 
 class PlannedBatchSampler(DistributedBatchSampler):
@@ -84,8 +86,8 @@ class SampleGuard:
                 self._handle(int(label))
             keep = np.flatnonzero(~bad)
             if keep.size == 0:  # an empty batch would upset gradient accumulation's grouping
-                raise DataError(f"all {flat.size} images of a batch are unreadable, so none is left to skip to "
-                                f"(first: {self._image_reason(self._image_path(int(flat[0])))})")
+                raise DataError(f"all {flat.size} {self.files.noun}s of a batch are unreadable, so none is left to skip to "
+                                f"(first: {self.files.reason_of(self._image_path(int(flat[0])))})")
             index = paddle.to_tensor(keep)
             yield paddle.index_select(images, index), paddle.index_select(labels, index)
 
@@ -101,24 +103,16 @@ class SampleGuard:
     def _image_path(self, label: int) -> str:
         return self.files.path_of_bad(label)
 
-    @staticmethod
-    def _image_reason(path: str) -> str:
-        try:
-            load_rgb(path)
-        except DataError as e:
-            return str(e)
-        return f"{path}: could not be read, then could (is it being written?)"
-
     def _handle(self, label: int) -> None:
         if label <= FAILED or self.files is None:
             raise DataError(self._failure(FAILED - label))
         path = self._image_path(label)
         if self.on_bad_image == "error":
-            raise DataError(f"{self._image_reason(path)} (or set data.on_bad_image: skip to leave such files out)")
+            raise DataError(f"{self.files.reason_of(path)} (or set data.on_bad_image: skip to leave such files out)")
         if path not in self.skipped:
             self.skipped.append(path)
-            self.log(f"data.on_bad_image skip: leaving out {self._image_reason(path)} "
-                     f"[{len(self.skipped)} unreadable image(s) so far]")
+            self.log(f"data.on_bad_image skip: leaving out {self.files.reason_of(path)} "
+                     f"[{len(self.skipped)} unreadable {self.files.noun}(s) so far]")
 
 
 def uses_shared_memory(data_cfg) -> bool:
@@ -135,7 +129,7 @@ def uses_shared_memory(data_cfg) -> bool:
 
 def guarded_loader(dataset, data_cfg, batch_size: int, shuffle: bool, log=print) -> SampleGuard:
     """A DataLoader over `dataset` by the rules above: shuffled, through a PlannedBatchSampler."""
-    samples = GuardedSamples(dataset, data_cfg.img_size)
+    samples = GuardedSamples(dataset, sample_shape(data_cfg))
     sampler = PlannedBatchSampler(samples, batch_size=batch_size, shuffle=True, drop_last=False) if shuffle else None
     kwargs = {"batch_sampler": sampler} if sampler is not None else {"batch_size": batch_size, "shuffle": False}
     loader = DataLoader(samples, num_workers=data_cfg.num_workers, use_shared_memory=uses_shared_memory(data_cfg),

@@ -90,7 +90,9 @@ def build_dataset(data_cfg, split: str, train_transform: Optional[Callable[[Any]
                         "own validation split: set data.val_fraction: 0")
     if split == "eval":
         split = eval_split(data_cfg)
-    if split == "train":
+    if kind.transforms is not None:  # clips: the kind's own
+        transform = kind.transforms(data_cfg, split == "train")
+    elif split == "train":
         transform = train_transform if train_transform is not None else build_transforms(data_cfg, train=True)
     else:
         transform = build_transforms(data_cfg, train=False)

@@ -29,6 +29,7 @@ BUDGETS: Dict[str, int] = {
     "weights": 64 * GiB,  # checkpoints (.pdparams, .pdckpt, .pth, .safetensors, .npz): bounded by the disk
     "archive": 64 * GiB,  # dataset archives (CIFAR .tar.gz)
     "text": 256 * MiB,  # file lists and annotation files
+    "video": 16 * GiB,  # a compressed video; decoded frames are bounded by data/video_files.py
 }
 
 _KIND_OF_FILE = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a character device",

@@ -54,6 +54,7 @@ def build_model(cfg: Config, load_backbone: bool = True, log=print, *, weights=N
             model = create_backbone(m, cfg.data.img_size, batch_size)
     else:
         model = create_backbone(m, cfg.data.img_size, batch_size)
+    _check_sample_shape(cfg, model)
     if (load_backbone or weights is not None) and m.pretrained:
         load_backbone_weights(model, m, cfg.data.mean, cfg.data.std, log, source=source, hint=hint)
     if before_method is not None:
@@ -95,6 +96,21 @@ def _check_input_size(m: ModelConfig, img_size: int, model) -> None:
         model.check_input_size(img_size)
     except ValueError as e:
         raise ConfigError(f"data.img_size is {img_size} but model {m.name} {e}") from None
+
+
+def _check_sample_shape(cfg: Config, model) -> None:
+    """The data's samples are what the model takes: images for an image backbone, clips of its
+    num_frames for a video one."""
+    from adaptformer.data.kinds import sample_shape
+
+    data, takes = tuple(sample_shape(cfg.data)), tuple(model.input_shape(cfg.data.img_size, 1)[1:])
+    if data != takes:
+        def what(shape):
+            return f"clips of {shape[1]} frames" if len(shape) == 4 else "images"
+        raise ConfigError(f"data.dataset {cfg.data.dataset} gives {what(data)} {list(data)} but model {cfg.model.name} "
+                          f"takes {what(takes)} {list(takes)}"
+                          + (" (set data.video.num_frames and model.kwargs.num_frames alike)" if len(data) == len(takes)
+                             else ""))
 
 
 def _check_normalization(path: str, mean, std, expected, log) -> None:

@@ -10,6 +10,7 @@ format is adding a module. Importing this needs no Paddle: config validation rea
     vtab                a VTAB-1k task as NOAH writes it (vtab.py)      train, val, test  class_0 ...
     fgvc                VPT's {train,val,test}.json (fgvc.py)          train, val, test  class_0 ...
     synthetic           generated striped images (synthetic.py)        train, test       class_0 ...
+    video               `path label` lists of video files (video.py)   train, [val,] test  class_0 ...
 
 A kind may own a config section, `data.<kind>.*` (its dataclass in `section`), and the rule of
 which epoch's weights its protocol tests (`choice`: VTAB-1k's final run takes the last epoch).
@@ -49,6 +50,10 @@ class DatasetKind:
     check: Optional[Callable[[Any, Callable[[str, str], None]], None]] = None
     # data config -> "last" when the protocol tests the last epoch's weights, None: the best on the eval split
     choice: Optional[Callable[[Any], Optional[str]]] = None
+    # (data config, train) -> the kind's own transform, used instead of data/transforms.py's image ones
+    transforms: Optional[Callable[[Any, bool], Callable]] = None
+    # data config -> the shape of one sample (default: an image, [3, img_size, img_size])
+    shape: Optional[Callable[[Any], Tuple[int, ...]]] = None
 
     def splits_of(self, data_cfg) -> Tuple[str, ...]:
         return self.splits(data_cfg) if callable(self.splits) else self.splits
@@ -78,3 +83,10 @@ def kind_of(data_cfg) -> DatasetKind:
     if kind is None:
         raise DataError(f"data.dataset must be one of {', '.join(KINDS)}, got {data_cfg.dataset!r}")
     return kind
+
+
+def sample_shape(data_cfg) -> Tuple[int, ...]:
+    """The shape of one sample of data.dataset: an image [3, H, W], or what the kind says (a clip)."""
+    kind = KINDS.get(getattr(data_cfg, "dataset", None))  # a loader of an unregistered dataset: images
+    return kind.shape(data_cfg) if kind is not None and kind.shape is not None else (3, data_cfg.img_size,
+                                                                                      data_cfg.img_size)

@@ -1,0 +1,162 @@
+"""Videos listed in annotation files (`data.dataset: video`), as AdaptFormer's and VideoMAE's video
+experiments read Something-Something v2, HMDB51 and Kinetics. data.data_dir holds the lists and
+the videos:
+
+    <data_dir>/train.csv  val.csv (optional)  test.csv     each line `relative/path.mp4 label`
+    <data_dir>/<relative paths>                            videos PyAV can decode (mp4, webm, avi, ...)
+
+data.video: `task` (ssv2 174 classes, hmdb51 51, kinetics400 400; or `num_classes` for another set),
+`num_frames` (the clip, as the model's num_frames), `sampling` (auto: segment for ssv2, stride
+otherwise; data/clips.py), `sampling_rate` (stride: frames between sampled ones, 4), `scales` (the
+training crop's, [1, .875, .75, .66]). Clips are [3, num_frames, img_size, img_size], ImageNet-
+normalised with data.mean / data.std. A video that cannot be decoded, holds no frames, ends before
+the frames it claims, or is shorter than num_frames follows data.on_bad_image as an image does.
+Evaluation is one clip per video (the middle, centre crop); VideoMAE's 4 clips x 3 crops test is
+not built yet.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import partial
+from typing import List, Optional
+
+import numpy as np
+
+from adaptformer.data.file_lists import read_text_list
+from adaptformer.data.image_files import ImageFiles, bad_image_label
+from adaptformer.data.kinds import DatasetKind
+from adaptformer.errors import DataError
+
+TASKS = {"ssv2": 174, "hmdb51": 51, "kinetics400": 400}
+ALIASES = {"something_something_v2": "ssv2", "sthv2": "ssv2", "hmdb": "hmdb51", "k400": "kinetics400",
+           "kinetics": "kinetics400"}
+LISTS = {"train": "train.csv", "val": "val.csv", "test": "test.csv"}
+SAMPLINGS = ("auto", "segment", "stride")
+
+
+@dataclass
+class VideoConfig:
+    task: Optional[str] = None  # ssv2 | hmdb51 | kinetics400 (class count, sampling); None: num_classes
+    num_classes: Optional[int] = None
+    num_frames: int = 16
+    sampling: str = "auto"  # auto: segment for ssv2, stride otherwise | segment | stride
+    sampling_rate: int = 4
+    scales: List[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])
+
+
+def _check(section: VideoConfig, fail) -> None:
+    if section.task is not None and ALIASES.get(section.task.lower(), section.task.lower()) not in TASKS:
+        fail("task", f"must be one of {', '.join(TASKS)} (or leave it out and set num_classes), got {section.task!r}")
+    if section.num_classes is not None and section.num_classes < 1:
+        fail("num_classes", f"must be >= 1, got {section.num_classes}")
+    if not 1 <= section.num_frames <= 512:
+        fail("num_frames", f"must be in [1, 512], got {section.num_frames}")
+    if section.sampling not in SAMPLINGS:
+        fail("sampling", f"must be one of {', '.join(SAMPLINGS)}, got {section.sampling!r}")
+    if not 1 <= section.sampling_rate <= 64:
+        fail("sampling_rate", f"must be in [1, 64], got {section.sampling_rate}")
+    if not section.scales or not all(0.1 <= s <= 1.0 for s in section.scales):
+        fail("scales", f"must be fractions in [0.1, 1] of the shorter side, got {section.scales}")
+
+
+def _task(data_cfg) -> Optional[str]:
+    task = data_cfg.video.task
+    return None if task is None else ALIASES.get(task.lower(), task.lower())
+
+
+def num_classes(data_cfg) -> int:
+    task, given = _task(data_cfg), data_cfg.video.num_classes
+    if task is None and given is None:
+        raise DataError("data.video: set task (ssv2, hmdb51, kinetics400) or num_classes")
+    if task is not None and given is not None and given != TASKS[task]:
+        raise DataError(f"data.video.num_classes is {given}, but {task} has {TASKS[task]} classes")
+    return TASKS[task] if task is not None else given
+
+
+def _root(data_cfg) -> str:
+    if data_cfg.data_dir is None:
+        raise DataError("data.data_dir must be given for data.dataset video: the folder of train.csv, test.csv "
+                        "(val.csv) and the videos they list")
+    root = os.path.expanduser(data_cfg.data_dir)
+    if not os.path.isdir(root):
+        raise DataError(f"data.data_dir: {root} is not a folder; expected the folder of train.csv and test.csv")
+    return root
+
+
+def _splits(data_cfg):
+    root = data_cfg.data_dir and os.path.expanduser(data_cfg.data_dir)
+    has_val = bool(root) and os.path.isfile(os.path.join(root, LISTS["val"]))
+    return ("train", "val", "test") if has_val else ("train", "test")
+
+
+def pick_frames(count: int, data_cfg, train: bool) -> List[int]:
+    """The frame indices of one clip from a video of `count` frames (data/clips.py)."""
+    from adaptformer.data.clips import segment_indices, stride_indices
+
+    v = data_cfg.video
+    if count < v.num_frames:
+        raise DataError(f"has {count} frames, fewer than the {v.num_frames} of a clip (data.video.num_frames)")
+    sampling = v.sampling if v.sampling != "auto" else ("segment" if _task(data_cfg) == "ssv2" else "stride")
+    if sampling == "segment":
+        return segment_indices(count, v.num_frames, train)
+    return stride_indices(count, v.num_frames, v.sampling_rate, train)
+
+
+class VideoFiles(ImageFiles):
+    """ImageFiles' samples and marking of unreadable files, with clips read from videos: an item is
+    (transform(frames [T, H, W, 3] uint8), label); a blank clip with bad_image_label(index) for a
+    video that cannot give one."""
+
+    noun = "video"
+
+    def __init__(self, samples, classes, transform, data_cfg, train: bool):
+        super().__init__(samples, classes, transform, data_cfg.img_size)
+        self.data_cfg, self.train = data_cfg, train
+        self.shape = clip_shape(data_cfg)
+
+    def _clip(self, path: str) -> np.ndarray:
+        from adaptformer.data.video_files import read_clip
+
+        return read_clip(path, partial(pick_frames, data_cfg=self.data_cfg, train=self.train))
+
+    def __getitem__(self, index: int):
+        path, target = self.samples[index]
+        try:
+            frames = self._clip(path)
+        except DataError:
+            return np.zeros(self.shape, np.float32), np.array(bad_image_label(index), dtype=np.int64)
+        clip = self.transform(frames) if self.transform is not None else frames
+        return clip, np.array(target, dtype=np.int64)
+
+    def reason_of(self, path: str) -> str:
+        try:
+            self._clip(path)
+        except DataError as e:
+            return f"{e}; replace or remove it, or its line, under data.data_dir"
+        return f"{path}: could not be read, then could (is it being written?)"
+
+
+def clip_shape(data_cfg):
+    return (3, data_cfg.video.num_frames, data_cfg.img_size, data_cfg.img_size)
+
+
+def _transforms(data_cfg, train: bool):
+    from adaptformer.data.clips import ClipTransform
+
+    return ClipTransform(data_cfg.img_size, data_cfg.mean, data_cfg.std, train, data_cfg.video.scales)
+
+
+def _read(data_cfg, split: str, transform=None) -> VideoFiles:
+    root, n = _root(data_cfg), num_classes(data_cfg)
+    what = _task(data_cfg) or "the video set"
+    samples = read_text_list(os.path.join(root, LISTS[split]), root, "data.data_dir", n, f"{what} ({n} classes)",
+                             what="video")
+    names = [f"class_{i}" for i in range(n)]
+    return VideoFiles(samples, names, transform, data_cfg, split == "train").keep(data_cfg.classes)
+
+
+KINDS = [DatasetKind(
+    "video", class_names=lambda cfg: [f"class_{i}" for i in range(num_classes(cfg))], read=_read, splits=_splits,
+    count=num_classes, counted_in=lambda cfg: _task(cfg) or "the video set", order=60, section=VideoConfig,
+    check=_check, transforms=_transforms, shape=clip_shape)]

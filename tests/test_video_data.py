@@ -1,0 +1,164 @@
+"""Clips from real video files the tests write with PyAV (H.264 and MPEG-4 in .mp4, VP9 in .webm),
+listed as SSv2 / HMDB51 list them (`path label`): frame sampling as the official code does it,
+the clip transforms, every kind of bad video as one line (or left out under on_bad_image: skip),
+and a video model trained on them with tools/train.py."""
+import os
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import ROOT, run_tool
+
+av = pytest.importorskip("av", reason="the video tests need PyAV (pip install -e '.[test]')")
+
+from adaptformer.config import from_dict  # noqa: E402
+from adaptformer.data import build_dataset  # noqa: E402
+from adaptformer.data.clips import segment_indices, stride_indices  # noqa: E402
+from adaptformer.errors import DataError  # noqa: E402
+
+TRAIN = os.path.join(ROOT, "tools", "train.py")
+SIZE = 32  # frames of 48x32 pixels, clips of 32x32
+
+
+def frame_value(i: int) -> int:
+    return 8 + 16 * i  # a grey level per frame index, far enough apart to survive lossy coding
+
+
+def write_video(path, count, codec="libx264", width=48, height=32):
+    """`count` frames, frame i a uniform grey of frame_value(i % 15)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=8)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(count):
+            pixels = np.full((height, width, 3), frame_value(i % 15), np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def write_set(root, videos, lists):
+    """videos {name: (frames, codec)}; lists {list name: [(video name, label)]}."""
+    os.makedirs(os.path.join(root, "videos"), exist_ok=True)
+    for name, (count, codec) in videos.items():
+        write_video(os.path.join(root, "videos", name), count, codec)
+    for list_name, rows in lists.items():
+        with open(os.path.join(root, list_name), "w") as f:
+            f.write("".join(f"videos/{name} {label}\n" for name, label in rows))
+
+
+def data_cfg(root, **video):
+    return from_dict({"model": {"num_classes": 3}, "data": {
+        "dataset": "video", "data_dir": str(root), "img_size": SIZE, "mean": [0.0] * 3, "std": [1.0] * 3,
+        "video": {"num_classes": 3, "num_frames": 4, **video}}}, "test").data
+
+
+def frame_indices(clip):
+    """The frame index each frame of a normalised clip (mean 0, std 1) shows."""
+    grey = clip.mean(axis=(0, 2, 3)) * 255
+    return [int(round((g - 8) / 16)) for g in grey]
+
+
+@pytest.fixture
+def videos(tmp_path):
+    root = tmp_path / "set"
+    write_set(str(root), {"a.mp4": (30, "libx264"), "b.mp4": (12, "mpeg4"), "c.webm": (9, "libvpx-vp9")},
+              {"train.csv": [("a.mp4", 0), ("b.mp4", 1), ("c.webm", 2)], "test.csv": [("a.mp4", 0), ("c.webm", 2)]})
+    return root
+
+
+def test_evaluation_clips_take_the_official_frames_from_every_codec(videos):
+    """Stride 2 from the middle; segments' middles (ssv2): the frames read are the ones asked for."""
+    test = build_dataset(data_cfg(videos, sampling="stride", sampling_rate=2), "test")
+    clip, label = test[0]
+    assert clip.shape == (3, 4, SIZE, SIZE) and clip.dtype == np.float32 and int(label) == 0
+    assert frame_indices(clip) == [i % 15 for i in stride_indices(30, 4, 2, train=False)] == [11, 13, 0, 2]
+    segment = build_dataset(data_cfg(videos, task=None, sampling="segment"), "test")
+    assert frame_indices(segment[1][0]) == segment_indices(9, 4, train=False) == [1, 3, 5, 7]  # VP9 .webm
+
+
+def test_training_clips_are_random_spans_and_crops_within_the_video(videos):
+    np.random.seed(0)
+    train = build_dataset(data_cfg(videos, sampling="stride", sampling_rate=3), "train")
+    starts = set()
+    for _ in range(12):
+        clip, _ = train[0]
+        shown = frame_indices(clip)
+        assert [b - a for a, b in zip(shown, shown[1:])] in ([3, 3, 3], [3, 3, -12], [3, -12, 3], [-12, 3, 3])
+        starts.add(shown[0])
+    assert len(starts) > 2  # the span moves
+    for _ in range(5):
+        indices = segment_indices(30, 4, train=True)
+        assert all(k * 7 <= i < (k + 1) * 7 for k, i in enumerate(indices))
+
+
+def test_a_list_naming_a_missing_video_or_a_label_out_of_range_is_one_line_before_any_clip(videos):
+    with open(videos / "test.csv", "a") as f:
+        f.write("videos/gone.mp4 1\n")
+    with pytest.raises(DataError, match=r"test.csv:3: video .*gone.mp4 does not exist"):
+        build_dataset(data_cfg(videos), "test")
+    with open(videos / "train.csv", "a") as f:
+        f.write("videos/a.mp4 3\n")
+    with pytest.raises(DataError, match=r"train.csv:4: label 3 is outside \[0, 3\)"):
+        build_dataset(data_cfg(videos), "train")
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda p: p.write_bytes(os.urandom(3000)), "not a readable video"),
+    (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 3]), ""),  # truncated: one line, any reason
+    (lambda p: write_video(p, 3), "has 3 frames, fewer than the 4 of a clip"),
+])
+def test_a_bad_video_is_one_line_or_left_out(videos, damage, reason):
+    damage(videos / "videos" / "b.mp4")
+    train = build_dataset(data_cfg(videos), "train")
+    clip, label = train[1]
+    assert int(label) < 0 and not clip.any()  # marked, for SampleGuard in the main process
+    message = train.reason_of(str(videos / "videos" / "b.mp4"))
+    assert message.startswith(str(videos / "videos" / "b.mp4")) and "\n" not in message and reason in message
+
+
+def write_run(tmp_path, root, **data):
+    from conftest import TINY_MODEL  # noqa: F401  (the image model's size, as a video model here)
+
+    cfg = {"model": {"name": "videomae_vit_small_patch16_224", "num_classes": 3,
+                     "kwargs": {"img_size": SIZE, "patch_size": 16, "num_frames": 4, "embed_dim": 32, "depth": 2,
+                                "num_heads": 2}},
+           "method": {"name": "adaptformer", "adaptformer": {"bottleneck": 4, "dropout": 0.0}},
+           "data": {"dataset": "video", "data_dir": str(root), "img_size": SIZE, "batch_size": 3, "num_workers": 0,
+                    "video": {"num_classes": 3, "num_frames": 4}, **data},
+           "optimizer": {"name": "momentum", "lr": 0.05}, "scheduler": {"name": "cosine"},
+           "train": {"epochs": 2, "output_dir": str(tmp_path / "out"), "log_every": 1}}
+    path = tmp_path / "video.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+def test_a_video_model_trains_on_clips_and_tests_them(videos, tmp_path):
+    r = run_tool([sys.executable, TRAIN, "-c", write_run(tmp_path, videos)])
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    import json
+
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["test_images"] == 2 and summary["epochs"] == 2 and summary["trainable_params"] > 0
+
+
+def test_a_bad_video_under_training_is_one_line_or_skipped(videos, tmp_path):
+    (videos / "videos" / "b.mp4").write_bytes(os.urandom(2000))
+    r = run_tool([sys.executable, TRAIN, "-c", write_run(tmp_path, videos)])
+    assert r.returncode == 2
+    line = r.stderr.strip().splitlines()[-1]
+    assert "b.mp4: not a readable video" in line and "data.on_bad_image: skip" in line
+    r = run_tool([sys.executable, TRAIN, "-c", write_run(tmp_path, videos, on_bad_image="skip"), "--overwrite"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "data.on_bad_image skip: leaving out" in r.stdout and "[1 unreadable video(s) so far]" in r.stdout
+
+
+def test_clips_of_another_length_than_the_model_takes_are_refused_before_training(videos, tmp_path):
+    r = run_tool([sys.executable, TRAIN, "-c", write_run(tmp_path, videos, video={"num_classes": 3, "num_frames": 6})])
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1].endswith(
+        "data.dataset video gives clips of 6 frames [3, 6, 32, 32] but model videomae_vit_small_patch16_224 takes "
+        "clips of 4 frames [3, 4, 32, 32] (set data.video.num_frames and model.kwargs.num_frames alike)")
+    assert not (tmp_path / "out").exists()
