@@ -142,6 +142,12 @@ def test_a_video_model_trains_on_clips_and_tests_them(videos, tmp_path):
 
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["test_images"] == 2 and summary["epochs"] == 2 and summary["trainable_params"] > 0
+    # Export takes the clip shape from the model and checks Paddle Inference against the dynamic graph.
+    r = run_tool([sys.executable, os.path.join(ROOT, "tools", "export.py"), "-c", str(tmp_path / "out" / "config.yaml"),
+                  "-o", str(tmp_path / "exported" / "model")])
+    assert r.returncode == 0, r.stderr[-2000:]
+    meta = json.loads((tmp_path / "exported" / "model.meta.json").read_text())
+    assert meta["input"]["shape"] == [None, 3, 4, SIZE, SIZE] and meta["output"]["shape"] == [None, 3]
 
 
 def test_a_bad_video_under_training_is_one_line_or_skipped(videos, tmp_path):
