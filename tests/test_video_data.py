@@ -79,6 +79,36 @@ def test_evaluation_clips_take_the_official_frames_from_every_codec(videos):
     assert frame_indices(segment[1][0]) == segment_indices(9, 4, train=False) == [1, 3, 5, 7]  # VP9 .webm
 
 
+def test_the_test_split_gives_every_view_clips_spread_over_the_video_and_crops_along_it(videos):
+    """2 clips x 3 crops (VideoMAE's test): clip starts at the ends of the room left by the span,
+    crops from the left, centre and right of the wider frame; validation stays one view."""
+    test = build_dataset(data_cfg(videos, sampling="stride", sampling_rate=2, test_clips=2, test_crops=3), "test")
+    views, label = test[0]
+    assert views.shape == (6, 3, 4, SIZE, SIZE) and int(label) == 0
+    room = 30 - 7
+    expected = [[(s + 2 * k) % 15 for k in range(4)] for s in (0, room)]
+    assert [frame_indices(v) for v in views] == [expected[0]] * 3 + [expected[1]] * 3
+    assert test.shape == (6, 3, 4, SIZE, SIZE)  # what a blank (unreadable) sample is made of
+
+
+def test_evaluation_averages_the_logits_of_the_views():
+    import paddle
+
+    from adaptformer.engine.trainer import view_averaged_logits
+    from adaptformer.models.videomae import VideoVisionTransformer
+
+    model = VideoVisionTransformer(img_size=16, patch_size=8, num_frames=2, embed_dim=16, depth=1, num_heads=2,
+                                   num_classes=3)
+    model.eval()
+    views = paddle.randn([2, 3, 3, 2, 16, 16])  # 2 videos, 3 views each
+    with paddle.no_grad():
+        got = view_averaged_logits(model, views).numpy()
+        each = model(views.reshape([6, 3, 2, 16, 16])).numpy().reshape([2, 3, 3])
+        single = view_averaged_logits(model, views[:, 0]).numpy()
+    np.testing.assert_allclose(got, each.mean(axis=1), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(single, each[:, 0], atol=1e-6, rtol=0)  # one view: the model's own logits
+
+
 def test_training_clips_are_random_spans_and_crops_within_the_video(videos):
     np.random.seed(0)
     train = build_dataset(data_cfg(videos, sampling="stride", sampling_rate=3), "train")
@@ -127,7 +157,7 @@ def write_run(tmp_path, root, **data):
                                 "num_heads": 2}},
            "method": {"name": "adaptformer", "adaptformer": {"bottleneck": 4, "dropout": 0.0}},
            "data": {"dataset": "video", "data_dir": str(root), "img_size": SIZE, "batch_size": 3, "num_workers": 0,
-                    "video": {"num_classes": 3, "num_frames": 4}, **data},
+                    "video": {"num_classes": 3, "num_frames": 4, "test_clips": 2, "test_crops": 3}, **data},
            "optimizer": {"name": "momentum", "lr": 0.05}, "scheduler": {"name": "cosine"},
            "train": {"epochs": 2, "output_dir": str(tmp_path / "out"), "log_every": 1}}
     path = tmp_path / "video.yaml"
@@ -162,7 +192,8 @@ def test_a_bad_video_under_training_is_one_line_or_skipped(videos, tmp_path):
 
 
 def test_clips_of_another_length_than_the_model_takes_are_refused_before_training(videos, tmp_path):
-    r = run_tool([sys.executable, TRAIN, "-c", write_run(tmp_path, videos, video={"num_classes": 3, "num_frames": 6})])
+    r = run_tool([sys.executable, TRAIN, "-c", write_run(tmp_path, videos, video={"num_classes": 3, "num_frames": 6,
+                                                                                   "test_clips": 2, "test_crops": 3})])
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1].endswith(
         "data.dataset video gives clips of 6 frames [3, 6, 32, 32] but model videomae_vit_small_patch16_224 takes "

@@ -10,7 +10,10 @@ Transforms (frames [T, H, W, 3] uint8 -> [3, T, size, size] float32, ImageNet-no
 - training: GroupMultiScaleCrop(size, scales): one crop for every frame, its sides drawn from
   base * scales (base: the shorter side; the two sides at most one scale step apart), placed at
   one of 13 fixed positions, resized to size x size; no flip (SSv2's labels name directions);
-- evaluation: the shorter side resized to `size`, the centre size x size crop.
+- evaluation: the shorter side resized to `size`, the centre size x size crop; for the test
+  split, data.video.test_clips temporal clips x test_crops spatial crops (VideoMAE's multi-view
+  test: clips spread over the video, crops from one end of the longer side to the other), their
+  logits averaged (engine/trainer.view_averaged_logits).
 """
 from __future__ import annotations
 
@@ -26,20 +29,26 @@ from adaptformer.data.transforms import ToNormalizedArray
 # run's seed, so clips differ between workers and epochs and repeat between runs.
 
 
-def segment_indices(count: int, num_frames: int, train: bool) -> List[int]:
+def segment_indices(count: int, num_frames: int, train: bool, clip: int = 0, clips: int = 1) -> List[int]:
+    """One clip's frames; evaluation with `clips` > 1 shifts clip c by c/clips of a segment (VideoMAE's test)."""
     if train:
         step = count // num_frames
         if step > 0:
             return (np.arange(num_frames) * step + np.random.randint(0, step, num_frames)).tolist()
         return sorted(np.random.randint(0, count, num_frames).tolist())  # fewer frames than segments
     tick = count / num_frames
-    return [min(count - 1, int(tick / 2 + tick * k)) for k in range(num_frames)]
+    offset = tick / 2 if clips == 1 else clip * tick / clips
+    return [min(count - 1, int(offset + tick * k)) for k in range(num_frames)]
 
 
-def stride_indices(count: int, num_frames: int, rate: int, train: bool) -> List[int]:
+def stride_indices(count: int, num_frames: int, rate: int, train: bool, clip: int = 0, clips: int = 1) -> List[int]:
+    """One clip's frames; evaluation with `clips` > 1 spreads the clips' starts evenly over the video."""
     span = (num_frames - 1) * rate + 1
     room = max(0, count - span)
-    start = int(np.random.randint(0, room + 1)) if train else room // 2
+    if train:
+        start = int(np.random.randint(0, room + 1))
+    else:
+        start = room // 2 if clips == 1 else int(clip * room / (clips - 1))
     return [min(count - 1, start + k * rate) for k in range(num_frames)]
 
 
@@ -65,28 +74,42 @@ def multi_scale_crop(frames: np.ndarray, size: int, scales: Sequence[float]) -> 
     return [Image.fromarray(f).crop(box).resize((size, size), Image.BILINEAR) for f in frames]
 
 
-def center_crop(frames: np.ndarray, size: int) -> List[Image.Image]:
+def resized_crop(frames: np.ndarray, size: int, crop: int = 0, crops: int = 1) -> List[Image.Image]:
+    """The shorter side resized to `size`, then crop `crop` of `crops` along the longer side: the centre
+    for one crop; evenly spaced from one end to the other for several (VideoMAE's test)."""
     height, width = frames.shape[1:3]
     scale = size / min(width, height)
     new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
-    x, y = (new_w - size) // 2, (new_h - size) // 2
+    along = max(new_w, new_h) - size
+    offset = along // 2 if crops == 1 else int(crop * along / (crops - 1))
+    x, y = (offset, (new_h - size) // 2) if new_w >= new_h else ((new_w - size) // 2, offset)
     return [Image.fromarray(f).resize((new_w, new_h), Image.BILINEAR).crop((x, y, x + size, y + size)) for f in frames]
 
 
 class ClipTransform:
-    """frames [T, H, W, 3] uint8 -> [3, T, size, size] float32 (module docstring)."""
+    """frames [T, H, W, 3] uint8 -> [3, T, size, size] float32 (module docstring). With views
+    (clips, crops) != (1, 1), for evaluation: frames [clips * T, H, W, 3], clip after clip ->
+    [clips * crops, 3, T, size, size], clip-major, whose logits the evaluation averages."""
 
-    def __init__(self, size: int, mean, std, train: bool, scales: Sequence[float]):
-        self.size, self.train, self.scales = size, train, list(scales)
+    def __init__(self, size: int, mean, std, train: bool, scales: Sequence[float], views=(1, 1)):
+        self.size, self.train, self.scales, self.views = size, train, list(scales), tuple(views)
         self.normalize = ToNormalizedArray(mean, std)
+
+    def _clip(self, images) -> np.ndarray:
+        return np.stack([self.normalize(img) for img in images], axis=1)  # [3, T, size, size]
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         if self.train:
-            images = multi_scale_crop(frames, self.size, self.scales)
-        else:
-            images = center_crop(frames, self.size)
-        return np.stack([self.normalize(img) for img in images], axis=1)  # [3, T, size, size]
+            return self._clip(multi_scale_crop(frames, self.size, self.scales))
+        clips, crops = self.views
+        if (clips, crops) == (1, 1):
+            return self._clip(resized_crop(frames, self.size))
+        per_clip = np.split(frames, clips)
+        return np.stack([self._clip(resized_crop(f, self.size, k, crops)) for f in per_clip for k in range(crops)])
 
     def __repr__(self) -> str:
-        kind = f"MultiScaleCrop({self.size}, scales={self.scales})" if self.train else f"CenterCrop({self.size})"
+        if self.train:
+            kind = f"MultiScaleCrop({self.size}, scales={self.scales})"
+        else:
+            kind = f"Resize({self.size}) + {self.views[1]} crop(s) of {self.size}, {self.views[0]} clip(s)"
         return f"ClipTransform({kind}, {self.normalize!r})"

@@ -129,7 +129,7 @@ def uses_shared_memory(data_cfg) -> bool:
 
 def guarded_loader(dataset, data_cfg, batch_size: int, shuffle: bool, log=print) -> SampleGuard:
     """A DataLoader over `dataset` by the rules above: shuffled, through a PlannedBatchSampler."""
-    samples = GuardedSamples(dataset, sample_shape(data_cfg))
+    samples = GuardedSamples(dataset, getattr(_image_files_of(dataset), "shape", None) or sample_shape(data_cfg))
     sampler = PlannedBatchSampler(samples, batch_size=batch_size, shuffle=True, drop_last=False) if shuffle else None
     kwargs = {"batch_sampler": sampler} if sampler is not None else {"batch_size": batch_size, "shuffle": False}
     loader = DataLoader(samples, num_workers=data_cfg.num_workers, use_shared_memory=uses_shared_memory(data_cfg),

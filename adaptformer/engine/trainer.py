@@ -255,6 +255,18 @@ class Trainer:
 
 
 @paddle.no_grad()
+def view_averaged_logits(model: nn.Layer, inputs):
+    """model(inputs); for samples that come as several views ([B, V, ...] with one more dimension than
+    the model takes: a video's temporal clips x spatial crops), the mean of the V views' logits."""
+    layer = getattr(model, "_layers", model)  # through paddle.DataParallel
+    takes = getattr(layer, "input_shape", None)
+    if takes is None or inputs.ndim != len(takes(inputs.shape[-1])) + 1:
+        return model(inputs)
+    batch, views = inputs.shape[:2]
+    logits = model(inputs.reshape([batch * views] + list(inputs.shape[2:])))
+    return logits.reshape([batch, views, -1]).astype("float32").mean(axis=1)
+
+
 def evaluate_model(model: nn.Layer, loader, num_classes: int) -> ClassificationMeter:
     """Counts over the whole eval set, summed across processes."""
     model.eval()
@@ -262,7 +274,7 @@ def evaluate_model(model: nn.Layer, loader, num_classes: int) -> ClassificationM
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
     for images, labels in loader:
         labels = labels.reshape([-1]).astype("int64")
-        logits = float32_logits(model(images))
+        logits = float32_logits(view_averaged_logits(model, images))
         meter.update(logits.numpy(), labels.numpy(), float(loss_fn(logits, labels)))
     meter.all_reduce()
     return meter

@@ -11,8 +11,8 @@ otherwise; data/clips.py), `sampling_rate` (stride: frames between sampled ones,
 training crop's, [1, .875, .75, .66]). Clips are [3, num_frames, img_size, img_size], ImageNet-
 normalised with data.mean / data.std. A video that cannot be decoded, holds no frames, ends before
 the frames it claims, or is shorter than num_frames follows data.on_bad_image as an image does.
-Evaluation is one clip per video (the middle, centre crop); VideoMAE's 4 clips x 3 crops test is
-not built yet.
+The validation split is evaluated on one clip per video (the middle, centre crop); the test split
+on test_clips x test_crops views whose logits are averaged (the paper: 4 x 3).
 """
 from __future__ import annotations
 
@@ -43,6 +43,8 @@ class VideoConfig:
     sampling: str = "auto"  # auto: segment for ssv2, stride otherwise | segment | stride
     sampling_rate: int = 4
     scales: List[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])
+    test_clips: int = 1  # the test split's temporal clips per video (the paper: 4)
+    test_crops: int = 1  # and spatial crops per clip (the paper: 3); their logits are averaged
 
 
 def _check(section: VideoConfig, fail) -> None:
@@ -56,6 +58,9 @@ def _check(section: VideoConfig, fail) -> None:
         fail("sampling", f"must be one of {', '.join(SAMPLINGS)}, got {section.sampling!r}")
     if not 1 <= section.sampling_rate <= 64:
         fail("sampling_rate", f"must be in [1, 64], got {section.sampling_rate}")
+    for key in ("test_clips", "test_crops"):
+        if not 1 <= getattr(section, key) <= 16:
+            fail(key, f"must be in [1, 16], got {getattr(section, key)}")
     if not section.scales or not all(0.1 <= s <= 1.0 for s in section.scales):
         fail("scales", f"must be fractions in [0.1, 1] of the shorter side, got {section.scales}")
 
@@ -90,17 +95,21 @@ def _splits(data_cfg):
     return ("train", "val", "test") if has_val else ("train", "test")
 
 
-def pick_frames(count: int, data_cfg, train: bool) -> List[int]:
-    """The frame indices of one clip from a video of `count` frames (data/clips.py)."""
+def pick_frames(count: int, data_cfg, train: bool, clips: int = 1) -> List[int]:
+    """The frame indices of `clips` clips, one after the other, from a video of `count` frames (data/clips.py)."""
     from adaptformer.data.clips import segment_indices, stride_indices
 
     v = data_cfg.video
     if count < v.num_frames:
         raise DataError(f"has {count} frames, fewer than the {v.num_frames} of a clip (data.video.num_frames)")
     sampling = v.sampling if v.sampling != "auto" else ("segment" if _task(data_cfg) == "ssv2" else "stride")
-    if sampling == "segment":
-        return segment_indices(count, v.num_frames, train)
-    return stride_indices(count, v.num_frames, v.sampling_rate, train)
+    indices = []
+    for clip in range(clips):
+        if sampling == "segment":
+            indices += segment_indices(count, v.num_frames, train, clip, clips)
+        else:
+            indices += stride_indices(count, v.num_frames, v.sampling_rate, train, clip, clips)
+    return indices
 
 
 class VideoFiles(ImageFiles):
@@ -110,15 +119,16 @@ class VideoFiles(ImageFiles):
 
     noun = "video"
 
-    def __init__(self, samples, classes, transform, data_cfg, train: bool):
+    def __init__(self, samples, classes, transform, data_cfg, train: bool, views=(1, 1)):
         super().__init__(samples, classes, transform, data_cfg.img_size)
-        self.data_cfg, self.train = data_cfg, train
-        self.shape = clip_shape(data_cfg)
+        self.data_cfg, self.train, self.views = data_cfg, train, tuple(views)
+        views_count = self.views[0] * self.views[1]
+        self.shape = clip_shape(data_cfg) if views_count == 1 else (views_count,) + clip_shape(data_cfg)
 
     def _clip(self, path: str) -> np.ndarray:
         from adaptformer.data.video_files import read_clip
 
-        return read_clip(path, partial(pick_frames, data_cfg=self.data_cfg, train=self.train))
+        return read_clip(path, partial(pick_frames, data_cfg=self.data_cfg, train=self.train, clips=self.views[0]))
 
     def __getitem__(self, index: int):
         path, target = self.samples[index]
@@ -148,12 +158,17 @@ def _transforms(data_cfg, train: bool):
 
 
 def _read(data_cfg, split: str, transform=None) -> VideoFiles:
+    from adaptformer.data.clips import ClipTransform
+
     root, n = _root(data_cfg), num_classes(data_cfg)
     what = _task(data_cfg) or "the video set"
     samples = read_text_list(os.path.join(root, LISTS[split]), root, "data.data_dir", n, f"{what} ({n} classes)",
                              what="video")
     names = [f"class_{i}" for i in range(n)]
-    return VideoFiles(samples, names, transform, data_cfg, split == "train").keep(data_cfg.classes)
+    views = (data_cfg.video.test_clips, data_cfg.video.test_crops) if split == "test" else (1, 1)
+    if views != (1, 1):  # the test's views: the transform for evaluation, made for them
+        transform = ClipTransform(data_cfg.img_size, data_cfg.mean, data_cfg.std, False, data_cfg.video.scales, views)
+    return VideoFiles(samples, names, transform, data_cfg, split == "train", views).keep(data_cfg.classes)
 
 
 KINDS = [DatasetKind(
