@@ -179,6 +179,28 @@ def test_a_video_model_trains_on_clips_and_tests_them(videos, tmp_path):
     meta = json.loads((tmp_path / "exported" / "model.meta.json").read_text())
     assert meta["input"]["shape"] == [None, 3, 4, SIZE, SIZE] and meta["output"]["shape"] == [None, 3]
 
+    # predict on a folder of videos (walked for video files) and one broken video: top-k per video,
+    # the test's 2 x 3 views averaged; the broken one is its own error line and the exit status 1.
+    (videos / "videos" / "notes.txt").write_text("not a video")
+    (tmp_path / "broken.mp4").write_bytes(os.urandom(500))
+    r = run_tool([sys.executable, os.path.join(ROOT, "tools", "predict.py"), "-c", str(tmp_path / "out" / "config.yaml"),
+                  str(videos / "videos"), str(tmp_path / "broken.mp4"), "--topk", "2", "--json",
+                  str(tmp_path / "predictions.json")])
+    assert r.returncode == 1, r.stderr[-2000:]
+    lines = r.stdout.strip().splitlines()
+    assert [line.split(": ")[0] for line in lines] == [str(videos / "videos" / n) for n in ("a.mp4", "b.mp4", "c.webm")] \
+        + [str(tmp_path / "broken.mp4")]
+    assert all(len(line.split(": ")[1].split(", ")) == 2 for line in lines[:3])
+    assert lines[3].startswith(f"{tmp_path / 'broken.mp4'}: error: not a readable video")
+    from adaptformer.serve.predict import Predictor
+
+    predictor = Predictor.from_run(str(tmp_path / "out" / "config.yaml"), log=lambda *a: None)
+    clip = predictor.preprocess(str(videos / "videos" / "a.mp4"))
+    assert clip.shape == (6, 3, 4, SIZE, SIZE)
+    doc = json.loads((tmp_path / "predictions.json").read_text())
+    top = doc["results"][0]["predictions"][0]["score"]
+    assert abs(top - float(predictor.probabilities(clip[None]).max())) < 1e-5
+
 
 def test_a_bad_video_under_training_is_one_line_or_skipped(videos, tmp_path):
     (videos / "videos" / "b.mp4").write_bytes(os.urandom(2000))

@@ -1,4 +1,4 @@
-"""Classify image files or folders with a trained run or a tuned folder.
+"""Classify image files or folders with a trained run or a tuned folder (video files with a video run).
 
     python tools/predict.py photos/ cat.jpg                       # the most recent run under output/
     python tools/predict.py -c output/x/config.yaml [--checkpoint PATH] IMAGES_OR_DIRS...
@@ -60,13 +60,13 @@ def main() -> None:
     parser.add_argument("--plot", metavar="OUT.png", help="write a grid of the images with their predictions")
     args = parser.parse_args()
 
-    from adaptformer.serve.predict import IMAGE_EXTENSIONS, Predictor, expand_inputs, true_label
+    from adaptformer.serve.predict import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Predictor, expand_inputs, true_label
     from adaptformer.errors import one_line, quoted
     from adaptformer.files import check_outputs
     from adaptformer.files.atomic import atomic_write_text, require_writable_dir
 
     outputs = {"--json": args.json, "--plot": args.plot}
-    paths, empty = expand_inputs(args.inputs)
+    paths, empty = expand_inputs(args.inputs, IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)  # for the output checks
     check_outputs(outputs, [args.config, args.checkpoint, args.backbone, *args.inputs, *paths])
     for out in (args.json, args.plot):
         if out:
@@ -75,9 +75,13 @@ def main() -> None:
     trained = _cli.load_trained(parser, args, verb="predicting with", log=log)
     check_outputs(outputs, trained.inputs)
     predictor = Predictor.from_trained(trained, batch_size=args.batch_size)
+    if predictor.video is not None and args.plot:
+        parser.error("--plot draws images with their predictions; this is a video model")
+    paths, empty = expand_inputs(args.inputs, predictor.extensions)  # folders: the files this model takes
+    noun = "video" if predictor.video is not None else "image"
 
     for folder in empty:
-        print(f"{quoted(folder)}: error: no image files in this folder (looked for {', '.join(IMAGE_EXTENSIONS)})")
+        print(f"{quoted(folder)}: error: no {noun} files in this folder (looked for {', '.join(predictor.extensions)})")
     progress = Progress(len(paths), enabled=any(os.path.isdir(i) for i in args.inputs))
     predictions = []
     for p in predictor.iter_predict(paths, topk=args.topk):

@@ -4,6 +4,9 @@
     for p in predictor.predict(["a.jpg", "b.png"], topk=3):
         print(p.source, p.error or p.top)                             # [("cat", 0.91), ("dog", 0.05), ...]
 
+A video model (data.dataset video) classifies video files instead: each is decoded as the test
+split's clips are (data/kinds/video.py: test_clips x test_crops views, logits averaged).
+
 Images are decoded by adaptformer/data/images.py (the training folders' rules: EXIF
 orientation, 16-bit scaled, alpha dropped, a pixel limit; JPEGs decoded reduced when
 much larger than the model's input) and prepared by the run's evaluation transform. Unlike
@@ -19,12 +22,13 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from adaptformer.errors import InputFileError, short_reason
+from adaptformer.errors import DataError, InputFileError, quoted, short_reason
 from adaptformer.data.images import MAX_PIXELS, ImageTooLarge, open_rgb, walk_images
 from adaptformer.data.transforms import eval_resize, eval_transform
 from adaptformer.serve.trained import TrainedModel, from_run, from_tuned
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg")
 Source = Union[str, Image.Image]
 
 
@@ -56,9 +60,12 @@ def resize_target(data_cfg) -> int:
 
 
 def describe_error(e: BaseException, source: Source = None) -> str:
-    """One line for an image that could not be classified."""
+    """One line for an image (or video) that could not be classified."""
     if isinstance(e, InputFileError):
         return e.reason
+    if isinstance(e, DataError):  # a video: its message names the file first
+        text = str(e)
+        return text.split(": ", 1)[1] if isinstance(source, str) and text.startswith(quoted(source) + ": ") else text
     if isinstance(e, FileNotFoundError):
         return "no such file"
     if isinstance(e, IsADirectoryError):
@@ -88,8 +95,16 @@ class Predictor:
         self.class_names = list(class_names)
         self.batch_size = batch_size
         self.max_pixels = max_pixels
+        self.video = None if callable(data) or getattr(data, "dataset", None) != "video" else data
         if callable(data):
             self.transform, self.draft_size = data, None
+        elif self.video is not None:
+            from adaptformer.data.clips import ClipTransform
+
+            v = data.video
+            self.transform = ClipTransform(data.img_size, data.mean, data.std, False, v.scales,
+                                           (v.test_clips, v.test_crops))
+            self.draft_size = None
         else:
             side = 2 * resize_target(data)  # the final resize still halves: no aliasing from the DCT scaling
             self.transform, self.draft_size = prediction_transform(data), (side, side)
@@ -110,8 +125,24 @@ class Predictor:
         """From a tuned folder (tuned.pdparams + tuned.json) on its backbone."""
         return cls.from_trained(from_tuned(tuned_dir, backbone_weights, force, log=log), **kwargs)
 
-    def load(self, source: Source) -> Image.Image:
-        """The RGB image the transform takes (decoding rules in adaptformer/data/images.py)."""
+    @property
+    def extensions(self) -> Tuple[str, ...]:
+        """What folders are walked for: video files for a video model, else images."""
+        return VIDEO_EXTENSIONS if self.video is not None else IMAGE_EXTENSIONS
+
+    def load(self, source: Source):
+        """The RGB image the transform takes (decoding rules in adaptformer/data/images.py); for a
+        video model, the frames of the test split's clips [clips * T, H, W, 3]."""
+        if self.video is not None:
+            from functools import partial
+
+            from adaptformer.data.kinds.video import pick_frames
+            from adaptformer.data.video_files import read_clip
+
+            if not isinstance(source, str):
+                raise ValueError("a video model classifies video files, given by path")
+            return read_clip(source, partial(pick_frames, data_cfg=self.video, train=False,
+                                             clips=self.video.video.test_clips))
         return open_rgb(source, draft_size=self.draft_size, max_pixels=self.max_pixels)
 
     def preprocess(self, source: Source) -> np.ndarray:
@@ -139,11 +170,14 @@ class Predictor:
         return list(self.iter_predict(sources, topk))
 
     def probabilities(self, arrays: np.ndarray) -> np.ndarray:
-        """Softmax probabilities [N, num_classes] for a batch of preprocessed arrays [N, 3, H, W]."""
+        """Softmax probabilities [N, num_classes] for a batch of preprocessed arrays [N, 3, H, W] (clips
+        [N, 3, T, H, W]; several views [N, V, 3, T, H, W], their logits averaged)."""
         import paddle
 
+        from adaptformer.engine.trainer import view_averaged_logits
+
         with paddle.no_grad():
-            logits = self.model(paddle.to_tensor(arrays))
+            logits = view_averaged_logits(self.model, paddle.to_tensor(arrays))
             return paddle.nn.functional.softmax(logits.astype("float32"), axis=-1).numpy()
 
     def _classify(self, batch, topk: int) -> List[Prediction]:
@@ -161,15 +195,15 @@ class Predictor:
         return out
 
 
-def expand_inputs(inputs: Sequence[str]) -> Tuple[List[str], List[str]]:
-    """(image paths, folders holding none): each folder walked for image files (sorted; hidden
-    files and folders skipped), every other argument kept as given, whatever its extension."""
+def expand_inputs(inputs: Sequence[str], extensions: Sequence[str] = IMAGE_EXTENSIONS) -> Tuple[List[str], List[str]]:
+    """(file paths, folders holding none): each folder walked for files with `extensions` (sorted;
+    hidden files and folders skipped), every other argument kept as given, whatever its extension."""
     paths, empty = [], []
     for item in inputs:
         if not os.path.isdir(item):
             paths.append(item)
             continue
-        found = walk_images(item, IMAGE_EXTENSIONS)
+        found = walk_images(item, tuple(extensions))
         paths.extend(found)
         if not found:
             empty.append(item)
