@@ -129,3 +129,23 @@ def test_iformer_adapters_add_their_products_and_train_only_them():
     f = count_flops(iformer("adaptformer", adaptformer=AdaptFormerConfig(bottleneck=4)), 32)
     assert f.forward == embed + blocks + adapters + IHEAD
     assert f.backward_weight == adapters + IHEAD
+
+
+# ---- a video ViT: the tubelet embedding is a Conv3D; the blocks see (T / t) x (H / p)^2 tokens ------
+
+
+@pytest.mark.parametrize("frames", [8, 16])
+def test_video_vit_forward_flops_match_the_closed_form_and_adaptformer_trains_fewer(frames):
+    kw = dict(img_size=32, patch_size=8, num_frames=frames, tubelet_size=2, embed_dim=D, depth=DEPTH, num_heads=2)
+    n = (frames // 2) * (32 // 8) ** 2  # tokens; no class token
+    patch = 2 * n * D * (3 * 2 * 8 * 8)
+    linears = 2 * n * (D * 3 * D + D * D + D * HIDDEN + HIDDEN * D)
+    attention = 2 * 2 * n * n * D
+    full = create_model("videomae_vit_small_patch16_224", num_classes=CLASSES, **kw)
+    f = count_flops(full, 32)
+    assert f.forward == patch + DEPTH * (linears + attention) + 2 * D * CLASSES
+    af = create_model("videomae_vit_small_patch16_224", num_classes=CLASSES, **kw)
+    apply_method(af, MethodConfig(name="adaptformer", adaptformer=AdaptFormerConfig(bottleneck=4)))
+    g = count_flops(af, 32)
+    assert g.forward == f.forward + DEPTH * 2 * n * D * 4 * 2  # the adapters' down and up
+    assert g.backward_weight < f.backward_weight / 10  # frozen backbone: only adapters and head get weight grads

@@ -126,11 +126,11 @@ def median_step(row):
     return statistics.median(row["train_step_s"])
 
 
-def tables(rows, peak_flops):
+def tables(rows, peak_flops, unit="img"):
     """Markdown tables: every method against full, then Paddle against PyTorch."""
     full = next((r for r in rows if r["label"] == "full"), None)
     out = [
-        "| method | trainable params | train img/s | step s | step vs full | eval img/s | peak MB | "
+        f"| method | trainable params | train {unit}/s | step s | step vs full | eval {unit}/s | peak MB | "
         "train memory MB | memory vs full | GFLOP/step | GFLOP/s | of peak |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -279,7 +279,8 @@ def main() -> None:
     specs = [s.strip() for s in args.methods.split(",") if s.strip()]
     for spec in specs:  # every config error before the first long measurement
         method, overrides, _ = parse_variant(spec)
-        load_config(args.config, args.override + overrides, method=method)
+        cfg = load_config(args.config, args.override + overrides, method=method)
+    unit = "clip" if cfg.data.dataset == "video" else "img"  # a video model's samples are clips
     if args.torch and not os.path.isfile(args.torch):
         raise ConfigError(f"--torch {args.torch}: no such Python (get one with ../shared/tools/torch-ref-env.sh)")
 
@@ -301,7 +302,7 @@ def main() -> None:
         for spec in specs:
             row = {"label": spec, "paddle": measure_paddle(args, spec, env)}
             p = row["paddle"]
-            line = (f"{spec}: train {p['train_images_per_s']:.2f} img/s, eval {p['eval_images_per_s']:.2f} img/s, "
+            line = (f"{spec}: train {p['train_images_per_s']:.2f} {unit}/s, eval {p['eval_images_per_s']:.2f} {unit}/s, "
                     f"train memory {_fmt(p['train_memory_mb'], '.0f')} MB")
             wanted = args.torch and "@" not in spec and p["method"] in TORCH_METHODS
             if wanted and (not p["architecture"]["reference_wiring"] or p["amp"]):
@@ -315,7 +316,7 @@ def main() -> None:
         rounds.append(rows)
     rows = pool_rounds(rounds)
 
-    table = tables(rows, peak)
+    table = tables(rows, peak, unit)
     if args.data:
         data = _worker(["-c", args.config, "--loader"] + [a for o in args.override for a in ("-o", o)], env,
                        "data loader")

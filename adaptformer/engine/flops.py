@@ -116,7 +116,7 @@ class _Counter:
             return lora
         if isinstance(layer, nn.Linear):
             return linear
-        if isinstance(layer, (nn.Conv2D, nn.Conv1D)):
+        if isinstance(layer, (nn.Conv3D, nn.Conv2D, nn.Conv1D)):  # Conv3D: a video ViT's tubelet embedding
             return conv
         if isinstance(layer, Attention):
             return attention
@@ -126,7 +126,7 @@ class _Counter:
 
 
 def count_flops(model: nn.Layer, img_size: int) -> FlopCount:
-    """FLOPs per image of a training step of `model` as it is set up now (trainable
+    """FLOPs per image (per clip for a video model) of a training step of `model` as it is set up now (trainable
     parameters, train/eval modes of its parts, recomputation)."""
     counter = _Counter()
     recomputed = set()
