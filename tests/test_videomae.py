@@ -173,3 +173,64 @@ def test_clips_of_another_length_or_size_are_refused_in_one_line():
     with pytest.raises(ValueError, match=r"expected clips \[batch, channels, frames, height, width\]"):
         model(paddle.zeros([1, 3, 16, 16]))
     assert model.input_shape(16, 2) == [2, 3, 4, 16, 16]
+
+
+# ---- tuned folders and a TaskBank of video tasks on one VideoMAE backbone ------------------------
+
+FINETUNE = os.path.join(GOLDEN, "videomae_finetune.pth")
+VIDEO_METHODS = {
+    "adaptformer": {"name": "adaptformer", "adaptformer": {"bottleneck": 4, "dropout": 0.0}},
+    "lora": {"name": "lora", "lora": {"rank": 2, "targets": ["q", "v"]}},
+    "bitfit": {"name": "bitfit"},  # q_bias / v_bias among what it tunes
+    "vpt": {"name": "vpt", "vpt": {"num_tokens": 2}},
+}
+
+
+def tuned_video_run(tmp_path, name, classes):
+    """The reduced VideoMAE model from its fine-tune file, `name` trained two steps, saved as a tuned
+    folder: (its logits on CLIPS, the folder)."""
+    from adaptformer.config import from_dict
+    from adaptformer.serve.tuned import save_tuned
+
+    kwargs = {k: v for k, v in KWARGS.items() if k != "num_classes"}
+    cfg = from_dict({"model": {"name": "videomae_vit_small_patch16_224", "num_classes": classes, "kwargs": kwargs,
+                               "pretrained": FINETUNE},
+                     "method": VIDEO_METHODS[name],
+                     "data": {"dataset": "video", "img_size": R["img_size"],
+                              "video": {"num_classes": classes, "num_frames": R["all_frames"]}}}, name)
+    paddle.seed(3)
+    model = create_model(cfg.model.name, num_classes=classes, **kwargs)
+    load_pretrained(model, FINETUNE)
+    model.reset_classifier(classes)
+    apply_method(model, cfg.method)
+    model.train()
+    freeze.set_train_mode(model)
+    opt = paddle.optimizer.SGD(learning_rate=0.5, parameters=[p for p in model.parameters() if not p.stop_gradient])
+    for _ in range(2):
+        loss = paddle.nn.functional.cross_entropy(model(paddle.to_tensor(CLIPS)), paddle.to_tensor([1, 0]))
+        loss.backward()
+        opt.step()
+        opt.clear_grad()
+    folder = save_tuned(model, str(tmp_path / name), cfg, [f"{name}_{i}" for i in range(classes)])
+    return logits(model), folder
+
+
+def test_video_tasks_round_trip_and_share_one_backbone_in_a_taskbank(tmp_path):
+    from adaptformer.serve.tasks import TaskBank
+    from adaptformer.serve.tuned import build_tuned_model
+
+    runs = {name: tuned_video_run(tmp_path, name, classes) for name, classes in
+            [("adaptformer", 3), ("lora", 4), ("bitfit", 5), ("vpt", 2)]}
+    for name, (expected, folder) in runs.items():
+        model, meta = build_tuned_model(folder, log=lambda *a: None)
+        assert isinstance(model, VideoVisionTransformer) and meta["method"]["name"] == name
+        np.testing.assert_allclose(logits(model), expected, atol=1e-6, rtol=0)
+    backbone = VideoVisionTransformer(**{**KWARGS, "num_classes": 0})
+    load_pretrained(backbone, FINETUNE)
+    bank = TaskBank(backbone, log=lambda *a: None)
+    for name, (_, folder) in runs.items():
+        bank.add(name, folder)
+    for name, (expected, _) in runs.items():
+        bank.activate(name)
+        with paddle.no_grad():
+            np.testing.assert_allclose(bank(paddle.to_tensor(CLIPS)).numpy(), expected, atol=1e-6, rtol=0)

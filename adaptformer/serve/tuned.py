@@ -44,6 +44,15 @@ FORMAT = "adaptformer-tuned/1"
 WEIGHTS = "tuned.pdparams"
 META = "tuned.json"
 EVAL_TRANSFORM_KEYS = EVAL_KEYS  # what the meta records of the evaluation transform
+
+
+def eval_transform_of(data: Dict) -> Dict:
+    """The data settings a tuned folder keeps to prepare inputs as the run's evaluation did: for a
+    video run also data.video (clip length, sampling, the test's views)."""
+    kept = {k: data[k] for k in EVAL_TRANSFORM_KEYS}
+    if data["dataset"] == "video":
+        kept["video"] = data["video"]
+    return kept
 META_KEYS = ("format", "model", "method", "class_names", "eval_transform", "tensors", "backbone_fingerprint")
 _FINGERPRINT = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -112,7 +121,7 @@ def save_tuned(model: nn.Layer, out_dir: str, cfg: Config, class_names: List[str
         "model": data["model"],  # name, num_classes, kwargs; pretrained: the backbone file it was tuned on
         "method": data["method"],
         "class_names": names,
-        "eval_transform": {k: data["data"][k] for k in EVAL_TRANSFORM_KEYS},
+        "eval_transform": eval_transform_of(data["data"]),
         "tensors": {n: {"shape": list(state[n].shape), "dtype": dtype_name(state[n])} for n in tuned},
         "backbone_fingerprint": fingerprint or backbone_fingerprint(model, tuned),
     }
@@ -172,8 +181,10 @@ def read_tuned_meta(tuned_dir: str) -> Dict:
     missing = [k for k in META_KEYS if k not in meta]
     if missing:
         raise CheckpointError(f"{path}: missing {', '.join(repr(k) for k in missing)}")
-    if not isinstance(meta["eval_transform"], dict) or set(meta["eval_transform"]) != set(EVAL_TRANSFORM_KEYS):
-        raise CheckpointError(f"{path}: 'eval_transform' must hold exactly {', '.join(EVAL_TRANSFORM_KEYS)}")
+    keys = list(EVAL_TRANSFORM_KEYS) + (["video"] if isinstance(meta["eval_transform"], dict)
+                                        and meta["eval_transform"].get("dataset") == "video" else [])
+    if not isinstance(meta["eval_transform"], dict) or set(meta["eval_transform"]) != set(keys):
+        raise CheckpointError(f"{path}: 'eval_transform' must hold exactly {', '.join(keys)}")
     cfg = tuned_config(meta, path)
     names = meta["class_names"]
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(names) != cfg.model.num_classes:
