@@ -82,3 +82,19 @@ def train_steps(model, steps=4, lr=0.1, size=32):
         opt.step()
         opt.clear_grad()
     return opt
+
+
+def crash_in_epoch(monkeypatch, epoch: int):
+    """Make training raise KeyboardInterrupt as `epoch` starts (a simulated crash); returns the real
+    Trainer.train_one_epoch, to put back before resuming."""
+    from adaptformer.engine.trainer import Trainer
+
+    original = Trainer.train_one_epoch
+
+    def crash(self, e):
+        if e == epoch:
+            raise KeyboardInterrupt("simulated crash")
+        return original(self, e)
+
+    monkeypatch.setattr(Trainer, "train_one_epoch", crash)
+    return original

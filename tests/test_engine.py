@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import paddle
+import conftest
 import pytest
 
 from adaptformer.config import load_config
@@ -64,14 +65,7 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(tiny_config, monkeypatc
     train(straight)
 
     interrupted = load_config(tiny_config("interrupted", **sections))
-    original = Trainer.train_one_epoch
-
-    def crash_in_epoch_3(self, epoch):
-        if epoch == 3:
-            raise KeyboardInterrupt("simulated crash")
-        return original(self, epoch)
-
-    monkeypatch.setattr(Trainer, "train_one_epoch", crash_in_epoch_3)
+    original = conftest.crash_in_epoch(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         train(interrupted)
     monkeypatch.setattr(Trainer, "train_one_epoch", original)

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import paddle
+import conftest
 import pytest
 from test_engine import records
 
@@ -176,14 +177,7 @@ def test_resume_restores_the_loss_scaler(tiny_config, fake_scaler, monkeypatch):
     fake_scaler.overflow_at = {2}
     amp = {"enabled": True, "dtype": "float16", "init_loss_scaling": 1024}
     cfg = load_config(tiny_config(train={"epochs": 2, "amp": amp}))
-    original = Trainer.train_one_epoch
-
-    def crash_in_epoch_2(self, epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt("simulated crash")
-        return original(self, epoch)
-
-    monkeypatch.setattr(Trainer, "train_one_epoch", crash_in_epoch_2)
+    original = conftest.crash_in_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         train(cfg)
     monkeypatch.setattr(Trainer, "train_one_epoch", original)

@@ -17,6 +17,9 @@ import pytest
 from conftest import tiny_run_config
 
 from adaptformer.config import load_config
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
+from board_screenshot import stop  # noqa: E402  (the committed tool's own way to stop the server)
 from adaptformer.engine.logger import read_records
 from adaptformer.engine.runner import train
 
@@ -99,15 +102,7 @@ def board(tiny_run):
         wait_until_serving(base, process, log_path)
         yield base, f"{run_name}/vdl", tiny_run
     finally:
-        # The server and anything it started, by the process group its PID leads.
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-        except ProcessLookupError:
-            pass
+        stop(process)  # the server and anything it started, by the process group its PID leads
     assert process.poll() is not None
 
 

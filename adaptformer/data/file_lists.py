@@ -17,6 +17,16 @@ from adaptformer.files.opener import read_text
 Samples = List[Tuple[str, int]]  # (absolute image path, label)
 
 
+def data_root(data_cfg, holds: str) -> str:
+    """data.data_dir, which must name a folder; `holds` says what it should hold, for the messages."""
+    if data_cfg.data_dir is None:
+        raise DataError(f"data.data_dir must be given for data.dataset {data_cfg.dataset}: {holds}")
+    root = os.path.expanduser(data_cfg.data_dir)
+    if not os.path.isdir(root):
+        raise DataError(f"data.data_dir: {root} is not a folder; expected {holds}")
+    return root
+
+
 def _require(path: str, key: str, expected: str) -> None:
     if not os.path.exists(path):
         raise DataError(f"{key}: {path} does not exist; expected {expected}")

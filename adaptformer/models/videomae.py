@@ -22,7 +22,6 @@ import paddle
 import paddle.nn as nn
 
 from adaptformer.models.layers import Attention
-from adaptformer.models.prompt import PromptTokens
 from adaptformer.models.vit import Block, TransformerBase
 
 
@@ -120,13 +119,7 @@ class VideoVisionTransformer(TransformerBase):
                                        drop_rate, attn_drop_rate, drop_path_rate)
         self.fc_norm = nn.LayerNorm(embed_dim, epsilon=epsilon)
         self.head = nn.Identity()
-        self.prompt: Optional[PromptTokens] = None
-        self.grad_checkpointing = False
-        self.head_norm = head_norm
-        self.head_init_std = head_init_std
-        self.head_init_scale = head_init_scale
-        self.apply(self._init_weights)
-        self.reset_classifier(num_classes)
+        self.init_tail(num_classes, head_norm, head_init_std, head_init_scale)
 
     def check_input_size(self, height: int, width: Optional[int] = None) -> None:
         width = height if width is None else width

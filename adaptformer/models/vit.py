@@ -112,6 +112,15 @@ class TransformerBase(TunableModel, nn.Layer):
         else:
             self.head = linear
 
+    def init_tail(self, num_classes: int, head_norm: bool, head_init_std: float, head_init_scale: float = 1.0) -> None:
+        """The end of a constructor: no prompts, no recomputation, the head's settings, the weights
+        initialised and the head made."""
+        self.prompt: Optional[PromptTokens] = None
+        self.grad_checkpointing = False
+        self.head_norm, self.head_init_std, self.head_init_scale = head_norm, head_init_std, head_init_scale
+        self.apply(self._init_weights)
+        self.reset_classifier(num_classes)
+
     def run_blocks(self, x):
         """The blocks in order, prompt tokens inserted before each and taken out after the last."""
         for i, block in enumerate(self.blocks):
@@ -180,12 +189,7 @@ class VisionTransformer(TransformerBase):
         self.norm = nn.LayerNorm(embed_dim, epsilon=epsilon) if global_pool == "token" else nn.Identity()
         self.fc_norm = nn.LayerNorm(embed_dim, epsilon=epsilon) if global_pool == "avg" else nn.Identity()
         self.head = nn.Identity()
-        self.prompt: Optional[PromptTokens] = None
-        self.grad_checkpointing = False
-        self.head_norm = head_norm
-        self.head_init_std = head_init_std
-        self.apply(self._init_weights)
-        self.reset_classifier(num_classes)
+        self.init_tail(num_classes, head_norm, head_init_std)
 
     def check_input_size(self, height: int, width: Optional[int] = None) -> None:
         """Raise ValueError for an image size the model cannot take: the position embedding

@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from typing import Dict, Optional
 
-from adaptformer.data.file_lists import labelled, read_json_split
+from adaptformer.data.file_lists import data_root, labelled, read_json_split
 from adaptformer.data.image_files import ImageFiles
 from adaptformer.data.kinds import DatasetKind
 from adaptformer.errors import DataError
@@ -46,13 +46,7 @@ def task_of(data_cfg) -> str:
 
 
 def _root(data_cfg) -> str:
-    if data_cfg.data_dir is None:
-        raise DataError("data.data_dir must be given for data.dataset fgvc: the set's root, holding "
-                        "train.json, val.json and test.json")
-    root = os.path.expanduser(data_cfg.data_dir)
-    if not os.path.isdir(root):
-        raise DataError(f"data.data_dir: {root} is not a folder; expected the set's root with train.json beside")
-    return root
+    return data_root(data_cfg, "the set's root, holding train.json, val.json and test.json")
 
 
 def _table(data_cfg) -> Dict[int, int]:

@@ -23,7 +23,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from adaptformer.data.file_lists import read_text_list
+from adaptformer.data.file_lists import data_root, read_text_list
 from adaptformer.data.image_files import ImageFiles, bad_image_label
 from adaptformer.data.kinds import DatasetKind
 from adaptformer.errors import DataError
@@ -80,13 +80,7 @@ def num_classes(data_cfg) -> int:
 
 
 def _root(data_cfg) -> str:
-    if data_cfg.data_dir is None:
-        raise DataError("data.data_dir must be given for data.dataset video: the folder of train.csv, test.csv "
-                        "(val.csv) and the videos they list")
-    root = os.path.expanduser(data_cfg.data_dir)
-    if not os.path.isdir(root):
-        raise DataError(f"data.data_dir: {root} is not a folder; expected the folder of train.csv and test.csv")
-    return root
+    return data_root(data_cfg, "the folder of train.csv, test.csv (val.csv) and the videos they list")
 
 
 def _splits(data_cfg):

@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-from adaptformer.data.file_lists import read_text_list
+from adaptformer.data.file_lists import data_root, read_text_list
 from adaptformer.data.image_files import ImageFiles
 from adaptformer.data.kinds import DatasetKind
 from adaptformer.errors import DataError
@@ -65,13 +65,8 @@ def task_of(data_cfg) -> str:
 
 
 def _root(data_cfg) -> str:
-    if data_cfg.data_dir is None:
-        raise DataError("data.data_dir must be given for data.dataset vtab: one task's folder of VTAB-1k, "
-                        "holding train800.txt, val200.txt, train800val200.txt and test.txt")
-    root = os.path.expanduser(data_cfg.data_dir)
-    if not os.path.isdir(root):
-        raise DataError(f"data.data_dir: {root} is not a folder; expected one task's folder of VTAB-1k")
-    return root
+    return data_root(data_cfg, "one task's folder of VTAB-1k, holding train800.txt, val200.txt, "
+                               "train800val200.txt and test.txt")
 
 
 def task_classes(data_cfg) -> int:
