@@ -234,3 +234,40 @@ def test_video_tasks_round_trip_and_share_one_backbone_in_a_taskbank(tmp_path):
         bank.activate(name)
         with paddle.no_grad():
             np.testing.assert_allclose(bank(paddle.to_tensor(CLIPS)).numpy(), expected, atol=1e-6, rtol=0)
+
+
+# ---- an image ViT inflated to a video ViT (weights/inflate.py) --------------------------------------
+
+
+def test_an_inflated_image_vit_embeds_a_still_clip_as_the_image_and_attends_alike(tmp_path):
+    """tools/convert_weights.py --inflate-frames on an image ViT (qkv with a bias): the video ViT
+    loads every tensor; a clip of one image repeated embeds as the image's patches, position by
+    position; dropping k's bias leaves a block's attention output as it was."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    paddle.seed(4)
+    image = create_model("vit_tiny_patch4_32", num_classes=5, depth=2, embed_dim=32, num_heads=2, qkv_bias=True)
+    for p in image.parameters():  # biases and norms away from their zero / one init
+        p.set_value(p + 0.1 * paddle.randn(p.shape))
+    src, dst = str(tmp_path / "image.pdparams"), str(tmp_path / "video.pdparams")
+    save_state(image.state_dict(), src)
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert_weights.py"), src, dst,
+                        "--inflate-frames", "4"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    video = create_model("videomae_vit_small_patch16_224", num_classes=5, img_size=32, patch_size=4, num_frames=4,
+                         embed_dim=32, depth=2, num_heads=2, learnable_pos=True)
+    report = load_pretrained(video, dst)
+    assert sorted(report.reinitialised) == ["head.bias", "head.weight"] and not report.unexpected
+    image.eval()
+    video.eval()
+    x = paddle.randn([1, 3, 32, 32])
+    still = paddle.stack([x] * 4, axis=2)  # [1, 3, 4, 32, 32]
+    with paddle.no_grad():
+        patches = image.patch_embed(x) + image.pos_embed[:, 1:]
+        tokens = video.patch_embed(still) + video.pos_embed
+        np.testing.assert_allclose(tokens.numpy(), paddle.concat([patches] * 2, axis=1).numpy(), atol=1e-5, rtol=0)
+        np.testing.assert_allclose(video.blocks[0].attn(tokens[:, :64]).numpy(),
+                                   image.blocks[0].attn(patches).numpy(), atol=1e-5, rtol=0)

@@ -105,6 +105,7 @@ class VideoVisionTransformer(TransformerBase):
         head_norm: bool = False,
         head_init_std: float = 0.02,
         head_init_scale: float = 1.0,
+        learnable_pos: bool = False,
     ):
         super().__init__()
         self.num_classes = num_classes
@@ -114,6 +115,10 @@ class VideoVisionTransformer(TransformerBase):
         # Fixed, so not persistable: VideoMAE's files do not hold it and a tuned folder need not.
         self.register_buffer("pos_table", paddle.to_tensor(sinusoid_table(self.patch_embed.num_patches, embed_dim)),
                              persistable=False)
+        # VideoMAE's use_learnable_pos_emb: a learned position embedding instead (an inflated image ViT's).
+        self.pos_embed = self.create_parameter([1, self.patch_embed.num_patches, embed_dim],
+                                               default_initializer=nn.initializer.TruncatedNormal(std=0.02)) \
+            if learnable_pos else None
         self.pos_drop = nn.Dropout(drop_rate)
         self.blocks = self.make_blocks(VideoBlock, embed_dim, depth, num_heads, mlp_ratio, qkv_bias, epsilon,
                                        drop_rate, attn_drop_rate, drop_path_rate)
@@ -134,7 +139,7 @@ class VideoVisionTransformer(TransformerBase):
     def forward_features(self, x):
         """All tokens after the last block: [batch, num_patches, embed_dim]."""
         x = self.patch_embed(x)
-        x = x + self.pos_table.astype(x.dtype)
+        x = x + (self.pos_embed if self.pos_embed is not None else self.pos_table).astype(x.dtype)
         if self.patch_embed.training:  # as the image ViT: off when the embedding is frozen
             x = self.pos_drop(x)
         return self.run_blocks(x)
