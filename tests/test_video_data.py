@@ -221,3 +221,35 @@ def test_clips_of_another_length_than_the_model_takes_are_refused_before_trainin
         "data.dataset video gives clips of 6 frames [3, 6, 32, 32] but model videomae_vit_small_patch16_224 takes "
         "clips of 4 frames [3, 4, 32, 32] (set data.video.num_frames and model.kwargs.num_frames alike)")
     assert not (tmp_path / "out").exists()
+
+
+def test_make_moving_clips_writes_clips_the_reader_reads_whose_label_is_their_motion(tmp_path):
+    """tools/make_moving_clips.py: every frame is the first one moved by step x its index in the
+    labelled direction (within H.264's error), the splits are disjoint lists, directions balanced."""
+    from cifar_archive import write_cifar_archive
+    from adaptformer.data.video_files import read_clip
+
+    archive = write_cifar_archive(str(tmp_path / "cifar-10-python.tar.gz"), train_per_class=3, test_per_class=2)
+    out = tmp_path / "clips"
+    r = run_tool([sys.executable, os.path.join(ROOT, "tools", "make_moving_clips.py"), str(out), "--cifar", archive,
+                  "--train", "8", "--val", "4", "--test", "4", "--frames", "4", "--step", "3"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = {s: [line.split() for line in (out / f"{s}.csv").read_text().splitlines()] for s in ("train", "val", "test")}
+    assert [len(v) for v in rows.values()] == [8, 4, 4]
+    assert sorted(int(label) for _, label in rows["train"]) == [0, 0, 1, 1, 2, 2, 3, 3]
+    shifts = {0: (1, -3), 1: (1, 3), 2: (0, -3), 3: (0, 3)}
+    for rel, label in rows["train"]:
+        frames = read_clip(str(out / rel), lambda n: list(range(n))).astype(np.float32)
+        assert frames.shape == (4, 32, 32, 3)
+        axis, step = shifts[int(label)]
+        for k in range(1, 4):
+            moved = np.roll(frames[0], k * step, axis=axis)
+            assert np.abs(frames[k] - moved).mean() < 6  # H.264 at crf 12 on 32x32 frames
+            others = [np.abs(frames[k] - np.roll(frames[0], k * s, axis=a)).mean()
+                      for a, s in shifts.values() if (a, s) != (axis, step)]
+            assert np.abs(frames[k] - moved).mean() < min(others)
+    data = data_cfg(out, num_classes=4, num_frames=4)
+    clip, label = build_dataset(data, "val")[0]
+    assert clip.shape == (3, 4, SIZE, SIZE)
+    again = run_tool([sys.executable, os.path.join(ROOT, "tools", "make_moving_clips.py"), str(out), "--cifar", archive])
+    assert again.returncode == 2 and "exists already" in again.stderr
