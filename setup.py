@@ -19,7 +19,9 @@ setup(
         # scikit-learn: the digits task of tools/make_mini_vtab.py, so its test runs wherever the tests run.
         # av: the video tests write and decode real clips.
         "test": ["pytest", "nbclient", "nbformat", "ipykernel", "paddle2onnx>=2.1", "onnxruntime>=1.17",
-                 "scikit-learn>=1.3", "av>=12"],
+                 "scikit-learn>=1.3", "av>=12", "scipy>=1.10"],
+        # data.dataset svhn reads SVHN's .mat files with SciPy (tried: scipy 1.16 on Python 3.11).
+        "svhn": ["scipy>=1.10"],
         # data.dataset video decodes with PyAV (FFmpeg inside its wheel); tried: av 18.1.0 on Python 3.11.
         "video": ["av>=12"],
         # tools/make_mini_vtab.py's digits task (scikit-learn ships the 1,797 8x8 digits).

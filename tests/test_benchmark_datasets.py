@@ -253,3 +253,44 @@ def test_food101_reads_its_own_meta_lists(tmp_path):
         f.write("\ncheesecake/1234\n")
     with pytest.raises(DataError, match=r"test.txt:8: expected `<class>/<image id>` with a class of meta/classes.txt"):
         build_dataset(cfg.data, "test")
+
+
+# ---- SVHN's .mat files ----------------------------------------------------------------------------
+
+
+def write_svhn(path, labels, x_shape=None, y_name="y"):
+    """A .mat file as SVHN ships it: X uint8 [32, 32, 3, N], y double [N, 1] with 10 for the digit 0;
+    image i is a uniform grey of 20 * its label."""
+    sio = pytest.importorskip("scipy.io")
+    labels = np.asarray(labels)
+    x = np.zeros((32, 32, 3, len(labels)), np.uint8) + (20 * (labels % 10)).astype(np.uint8)
+    sio.savemat(str(path), {"X": x if x_shape is None else np.zeros(x_shape, np.uint8),
+                            y_name: labels.reshape(-1, 1).astype(np.float64)})
+
+
+def test_svhn_reads_its_mat_files_with_10_as_the_digit_0(tmp_path):
+    write_svhn(tmp_path / "train_32x32.mat", [1, 10, 3, 10, 5])
+    write_svhn(tmp_path / "test_32x32.mat", [10, 2])
+    data = from_dict({"model": {"num_classes": 10}, "data": {"dataset": "svhn", "data_dir": str(tmp_path),
+                                                             "mean": [0.0] * 3, "std": [1.0] * 3}}).data
+    train, test = build_dataset(data, "train"), build_dataset(data, "test")
+    assert len(train) == 5 and len(test) == 2 and class_names(data) == [str(d) for d in range(10)]
+    assert [int(train[i][1]) for i in range(5)] == [1, 0, 3, 0, 5]  # 10 is the digit 0
+    image, label = test[1]  # the evaluation transform: the pixels as they are
+    assert int(label) == 2 and image.shape == (3, 32, 32) and np.allclose(image, 40 / 255, atol=1e-6)
+    subset = from_dict({"model": {"num_classes": 2}, "data": {"dataset": "svhn", "data_dir": str(tmp_path),
+                                                              "classes": [5, 0]}}).data
+    assert [int(build_dataset(subset, "train")[i][1]) for i in range(3)] == [1, 1, 0]  # digits 0, 0, 5
+
+
+@pytest.mark.parametrize("write, message", [
+    (lambda p: p.write_bytes(b"not a mat file at all" * 10), "not a MATLAB file"),
+    (lambda p: write_svhn(p, [1, 2], y_name="labels"), r"holds \['X', 'labels'\]; expected SVHN's variables X and y"),
+    (lambda p: write_svhn(p, [1, 2], x_shape=(28, 28, 3, 2)), r"X is uint8 \[28, 28, 3, 2\]; expected uint8 \[32, 32, 3, N\]"),
+    (lambda p: write_svhn(p, [1, 11]), "label 11 is outside SVHN's 1-10"),
+])
+def test_a_bad_svhn_file_is_one_line(tmp_path, write, message):
+    write(tmp_path / "train_32x32.mat")
+    data = from_dict({"model": {"num_classes": 10}, "data": {"dataset": "svhn", "data_dir": str(tmp_path)}}).data
+    with pytest.raises(DataError, match=message):
+        build_dataset(data, "train")

@@ -789,5 +789,5 @@ def test_a_kind_with_its_own_validation_split_is_read_split_by_split(monkeypatch
 
 def test_an_unknown_kind_is_one_line_naming_the_known_ones():
     with pytest.raises(DataError, match=r"^data\.dataset must be one of cifar10, cifar100, synthetic, folder, "
-                                        r"filelist, vtab, fgvc, food101, video, got 'imagenet_lmdb'$"):
+                                        r"filelist, vtab, fgvc, food101, svhn, video, got 'imagenet_lmdb'$"):
         build_dataset(DataConfig(dataset="imagenet_lmdb"), "train")

@@ -64,4 +64,4 @@ def test_validating_a_config_does_not_load_paddle():
     proc = subprocess.run([sys.executable, "-c", LAYERING_PROBE], cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT},
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().splitlines()[-1] == "False 8 cifar10,cifar100,synthetic,folder,filelist,vtab,fgvc,food101,video"
+    assert proc.stdout.strip().splitlines()[-1] == "False 8 cifar10,cifar100,synthetic,folder,filelist,vtab,fgvc,food101,svhn,video"
