@@ -197,7 +197,8 @@ def final_test(cfg: Config, model, result: Dict, num_classes: int, log) -> Dict:
     out = {"test_top1": best.result()["top1"], "test_top5": best.result().get("top5"),
            "test_top1_last": last.result()["top1"], "test_images": best.result()["num_samples"]}
     chosen = "the last epoch's weights (train.select_epoch)" if choice == "last" else f"the epoch chosen on {choice}"
-    log(f"test split ({out['test_images']} images): top-1 {out['test_top1']:.4f} with {chosen} "
+    noun = "clips" if cfg.data.dataset == "video" else "images"  # video: one clip's views per video
+    log(f"test split ({out['test_images']} {noun}): top-1 {out['test_top1']:.4f} with {chosen} "
         f"(epoch {result['best']['epoch']}), {out['test_top1_last']:.4f} with the last epoch")
     if dist.is_main() and cfg.train.figures:
         draw_run_figures(cfg, loader.dataset, np.concatenate(best.predictions), log)
