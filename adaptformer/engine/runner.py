@@ -197,7 +197,7 @@ def final_test(cfg: Config, model, result: Dict, num_classes: int, log) -> Dict:
     out = {"test_top1": best.result()["top1"], "test_top5": best.result().get("top5"),
            "test_top1_last": last.result()["top1"], "test_images": best.result()["num_samples"]}
     chosen = "the last epoch's weights (train.select_epoch)" if choice == "last" else f"the epoch chosen on {choice}"
-    noun = "clips" if cfg.data.dataset == "video" else "images"  # video: one clip's views per video
+    noun = "videos" if cfg.data.dataset == "video" else "images"  # a video: its views, logits averaged
     log(f"test split ({out['test_images']} {noun}): top-1 {out['test_top1']:.4f} with {chosen} "
         f"(epoch {result['best']['epoch']}), {out['test_top1_last']:.4f} with the last epoch")
     if dist.is_main() and cfg.train.figures:
