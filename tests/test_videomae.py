@@ -271,3 +271,18 @@ def test_an_inflated_image_vit_embeds_a_still_clip_as_the_image_and_attends_alik
         np.testing.assert_allclose(tokens.numpy(), paddle.concat([patches] * 2, axis=1).numpy(), atol=1e-5, rtol=0)
         np.testing.assert_allclose(video.blocks[0].attn(tokens[:, :64]).numpy(),
                                    image.blocks[0].attn(patches).numpy(), atol=1e-5, rtol=0)
+
+
+def test_the_size_estimate_counts_a_clips_frames():
+    """Clips of 16 frames in tubelets of 2 are 8x an image's tokens: a batch that fits as images
+    is refused as clips, before anything is built, with the tokens in its one line."""
+    from adaptformer.config import ConfigError
+    from adaptformer.models.budget import check_model_size
+
+    kwargs = {"embed_dim": 768, "depth": 12, "num_heads": 12}
+    image = check_model_size(kwargs, 224, 174, batch_size=64, memory=24 * 2**30)
+    with pytest.raises(ConfigError, match=r"1568 tokens\); training at batch 64 would take about"):
+        check_model_size({**kwargs, "num_frames": 16}, 224, 174, batch_size=64, memory=24 * 2**30, video=True)
+    clip8 = check_model_size({**kwargs, "num_frames": 8}, 224, 174, batch_size=2, memory=24 * 2**30, video=True)
+    assert clip8["bytes"] > check_model_size(kwargs, 224, 174, batch_size=2, memory=24 * 2**30)["bytes"]
+    assert image["bytes"] < 24 * 2**30

@@ -24,7 +24,7 @@ def create_backbone(m: ModelConfig, img_size: int, batch_size=None):
     """The model `m` names, with random weights; `img_size` is the size of the images it will see.
     Its size is estimated first (with `batch_size`, the training step's too): what cannot fit the
     machine is refused before anything is built."""
-    check_model_size(dict(m.kwargs), img_size, m.num_classes, batch_size)
+    check_model_size(dict(m.kwargs), img_size, m.num_classes, batch_size, video=m.name.startswith("videomae_"))
     try:
         model = create_model(m.name, num_classes=m.num_classes, **m.kwargs)
     except (TypeError, ValueError) as e:

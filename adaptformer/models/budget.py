@@ -1,7 +1,8 @@
 """What a model would cost, estimated from its config before anything is built: every size key
 bounded, then parameters and training memory compared with the machine's memory.
 
-The estimate is a ViT's (the iFormer's stages are bounded by their largest width): per block
+The estimate is a ViT's (the iFormer's stages are bounded by their largest width; a video ViT's
+tokens count its frames): per block
 (4 + 2 * mlp_ratio) * D^2 weights, and for the backward pass per image and block about
 (10 + 2 * mlp_ratio) * N * D activations plus two heads * N^2 attention maps (N tokens).
 It is meant to refuse the impossible (depth 100000, width 10^6), not to predict memory.
@@ -39,9 +40,12 @@ def machine_memory_bytes() -> int:
 
 
 def check_model_size(kwargs: Dict[str, Any], img_size: Optional[int], num_classes: int,
-                     batch_size: Optional[int] = None, memory: Optional[int] = None) -> Dict[str, float]:
+                     batch_size: Optional[int] = None, memory: Optional[int] = None,
+                     video: bool = False) -> Dict[str, float]:
     """ConfigError naming the key for a size out of bounds, or with the estimate when the model
-    (and, given `batch_size`, its training step) cannot fit `memory` (default: this machine's)."""
+    (and, given `batch_size`, its training step) cannot fit `memory` (default: this machine's).
+    `video`: a video ViT, whose tokens are (num_frames / tubelet_size) times an image's (VideoMAE's
+    factories default to 16 frames in tubelets of 2) and which has no class token."""
     for key, limit in LIMITS.items():
         if key not in kwargs:
             continue
@@ -59,6 +63,9 @@ def check_model_size(kwargs: Dict[str, Any], img_size: Optional[int], num_classe
     heads = max(_ints(kwargs.get("num_heads", 12)))
     ratio = float(kwargs.get("mlp_ratio", 4.0))
     tokens = (size // patch) ** 2 + 1 if isinstance(patch, int) and patch >= 1 else 197
+    if video:
+        steps = int(kwargs.get("num_frames", 16)) // max(1, int(kwargs.get("tubelet_size", 2)))
+        tokens = max(1, steps) * (tokens - 1)
     params = depth * (4 + 2 * ratio) * width ** 2 + width * num_classes + tokens * width
     need = params * BYTES_PER_PARAM_TRAINING
     if batch_size:
