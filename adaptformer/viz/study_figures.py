@@ -158,19 +158,32 @@ def plot_study_curves(stages: Sequence[StageCurves], path: str) -> None:
 def draw_accuracy_vs_parameters(points: Sequence[Point], chance: Optional[float] = None):
     """Test top-1 of the chosen epoch (error bar: seeds' standard deviation) against trainable parameters."""
     fig, ax = pyplot().subplots(figsize=(7, 4.5))
-    for p, (colour, _, marker) in zip(points, stage_styles([(p.stage, p.method) for p in points])):
+    for p, x, (colour, _, marker) in zip(points, _spread_apart([p.params for p in points]),
+                                         stage_styles([(p.stage, p.method) for p in points])):
         spread = f" ± {p.std:.3f}" if p.seeds > 1 else ""
-        ax.errorbar(p.params, p.mean, yerr=p.std, fmt=marker, ms=7, capsize=4, color=colour,
+        ax.errorbar(x, p.mean, yerr=p.std, fmt=marker, ms=7, capsize=4, color=colour,
                     label=f"{stage_label(p.stage, p.method)}: {p.mean:.3f}{spread}")
     if chance:
         ax.axhline(chance, color="grey", ls=":", label=f"chance (1/{round(1 / chance)})")
     ax.set_xscale("log")
     bars = " (bars: seeds' s.d.)" if any(p.seeds > 1 for p in points) else ""
-    ax.set(xlabel="trainable parameters (log scale)", ylabel="test top-1 (chosen epoch)", ylim=(0, 1),
+    ax.set(xlabel="trainable parameters (log scale; near-equal counts drawn side by side)",
+           ylabel="test top-1 (chosen epoch)", ylim=(0, 1),
            title=f"Test top-1 against trainable parameters{bars}")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="lower right")
     return fig
+
+
+def _spread_apart(params: Sequence[int], close: float = 1.15, step: float = 1.08) -> List[float]:
+    """x positions for the points: those within `close` x of an earlier one are moved right by
+    `step` x per neighbour, so that methods of nearly equal size (AdaptFormer-16, Houlsby-16, LoRA r8
+    on this backbone) do not hide each other on the log axis. The legend keeps the exact counts."""
+    xs: List[float] = []
+    for p in params:
+        near = sum(1 for q in params[:len(xs)] if max(p, q) / max(1, min(p, q)) < close)
+        xs.append(p * step ** near)
+    return xs
 
 
 def plot_accuracy_vs_parameters(points: Sequence[Point], path: str, chance: Optional[float] = None) -> None:
