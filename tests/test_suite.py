@@ -85,6 +85,7 @@ def test_a_suite_chooses_on_val200_runs_final_and_serves_every_task_from_one_ban
     assert {"patch_camelyon", "shapes", "specialized mean", "structured mean", "mean over tasks"} <= set(rows)
     assert rows["patch_camelyon"]["adaptformer (V-PETL)"] == "83.0"  # V-PETL Bench's AdaptFormer on that task
     assert rows["shapes"]["adaptformer (V-PETL)"] == "-"  # a task of one's own has no published figure
+    assert rows["structured mean"]["group"] == "1 task" and rows["structured mean"]["classes"] == ""
     assert rows["mean over tasks"]["linear (V-PETL)"] == "-"  # the published mean is over all 19 tasks
     suite_json = json.loads((out / "suite.json").read_text())
     for method in ("adaptformer", "linear"):
@@ -140,6 +141,22 @@ def test_the_suite_table_means_over_groups_and_tasks_and_shows_published_means_f
     assert row["natural mean"][3] == "-"  # V-PETL's group means are not quoted: only its tasks' and overall figures
     csv = (tmp_path / "suite.csv").read_text().splitlines()
     assert csv[0] == "task,group,classes,adaptformer_top1,adaptformer_trainable_params" and len(csv) == 1 + 19 + 3 + 1
+
+
+def test_tasks_of_ones_own_named_like_vtab_tasks_get_no_published_figures(tmp_path):
+    """The miniature's dsprites_loc is not VTAB-1k's: with only tasks of one's own, no V-PETL column."""
+    from types import SimpleNamespace
+
+    from adaptformer.study.suite import Task
+    from adaptformer.study.suite_report import write_suite_report
+
+    tasks = [Task("dsprites_loc", "", 16, "structured", True), Task("digits", "", 10, "far", True)]
+    results = {t.name: {"adaptformer": [{"test_top1": 0.5, "trainable_params": 7}]} for t in tasks}
+    suite = SimpleNamespace(name="s", output_dir=str(tmp_path), seeds=[0], methods=[SimpleNamespace(name="adaptformer")],
+                            sweep=SimpleNamespace(key=None, values=[]), compare=[])
+    write_suite_report(suite, tasks, results, {"adaptformer": None})
+    text = (tmp_path / "suite.md").read_text()
+    assert "V-PETL)" not in text.split("| task |", 1)[1].split("\n", 1)[0] and "76.3" not in text
 
 
 def test_suite_comparisons_pair_images_within_tasks_and_weigh_tasks_equally(tmp_path):

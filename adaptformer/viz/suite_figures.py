@@ -25,7 +25,7 @@ def draw_suite(rows: Sequence[Dict], methods: List[str]):
         for xi, r in zip(offset, rows):
             if len(r[m]) > 1:
                 ax.plot([xi] * len(r[m]), [100 * v for v in r[m]], "o", ms=2.5, color="black", alpha=0.6)
-    tasks = sum(1 for r in rows if r["group"] != "")
+    tasks = sum(1 for r in rows if not r["mean"])
     if tasks < len(rows):
         ax.axvline(tasks - 0.5, color="grey", lw=0.8)  # the tasks, then the means
     ax.set_xticks(x)
