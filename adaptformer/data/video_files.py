@@ -12,7 +12,7 @@ from typing import Callable, List
 import numpy as np
 
 from adaptformer.errors import DataError, quoted, short_reason
-from adaptformer.files.opener import check_regular
+from adaptformer.files.opener import open_regular
 
 MAX_SIDE = 4096
 MAX_FRAMES = 200_000  # about 1.8 hours at 30 frames/s
@@ -26,14 +26,29 @@ def _av():
     return av
 
 
-def _open(path: str):
-    av = _av()
-    check_regular(path, "video", "a video file")
-    try:
-        return av.open(path, metadata_errors="ignore")
-    except Exception as e:  # noqa: BLE001  (FFmpeg's many error classes: one line each)
-        reason = short_reason(e).replace(f": {path!r}", "")  # FFmpeg's messages repeat the path
-        raise DataError(f"{quoted(path)}: not a readable video ({reason})") from None
+class _Video:
+    """A container PyAV reads from the file the opener opened (never by path), closed with it."""
+
+    def __init__(self, path: str):
+        av = _av()
+        self.file = open_regular(path, "video", "a video file")
+        try:
+            self.container = av.open(self.file, metadata_errors="ignore")
+        except Exception as e:  # noqa: BLE001  (FFmpeg's many error classes: one line each)
+            self.file.close()
+            reason = short_reason(e).replace(f": {path!r}", "")  # FFmpeg's messages repeat the path
+            raise DataError(f"{quoted(path)}: not a readable video ({reason})") from None
+
+    def __enter__(self):
+        return self.container
+
+    def __exit__(self, *exc):
+        self.container.close()
+        self.file.close()
+
+
+def _open(path: str) -> _Video:
+    return _Video(path)
 
 
 def _stream(container, path: str):

@@ -93,7 +93,9 @@ def bare_normalize(img: Image.Image, mean=MEAN, std=STD) -> np.ndarray:
 
 def bare_image(item, size: int, mean=MEAN, std=STD) -> np.ndarray:
     """One image (a file path, or an HWC uint8 array for CIFAR) decoded, resized, normalised."""
-    img = Image.open(item).convert("RGB") if isinstance(item, str) else Image.fromarray(item)
+    from adaptformer.data.images import open_rgb  # the loader's own decoding (data/image_files.py)
+
+    img = open_rgb(item) if isinstance(item, str) else Image.fromarray(item)
     return bare_normalize(img.resize((size, size), Image.BILINEAR), mean, std)
 
 

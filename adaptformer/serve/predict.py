@@ -99,12 +99,9 @@ class Predictor:
         if callable(data):
             self.transform, self.draft_size = data, None
         elif self.video is not None:
-            from adaptformer.data.clips import ClipTransform
+            from adaptformer.data.kinds.video import eval_transform, test_views
 
-            v = data.video
-            self.transform = ClipTransform(data.img_size, data.mean, data.std, False, v.scales,
-                                           (v.test_clips, v.test_crops))
-            self.draft_size = None
+            self.transform, self.draft_size = eval_transform(data, test_views(data)), None
         else:
             side = 2 * resize_target(data)  # the final resize still halves: no aliasing from the DCT scaling
             self.transform, self.draft_size = prediction_transform(data), (side, side)
@@ -134,15 +131,11 @@ class Predictor:
         """The RGB image the transform takes (decoding rules in adaptformer/data/images.py); for a
         video model, the frames of the test split's clips [clips * T, H, W, 3]."""
         if self.video is not None:
-            from functools import partial
-
-            from adaptformer.data.kinds.video import pick_frames
-            from adaptformer.data.video_files import read_clip
+            from adaptformer.data.kinds.video import read_frames, test_views
 
             if not isinstance(source, str):
                 raise ValueError("a video model classifies video files, given by path")
-            return read_clip(source, partial(pick_frames, data_cfg=self.video, train=False,
-                                             clips=self.video.video.test_clips))
+            return read_frames(source, self.video, False, test_views(self.video)[0])
         return open_rgb(source, draft_size=self.draft_size, max_pixels=self.max_pixels)
 
     def preprocess(self, source: Source) -> np.ndarray:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import os
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
@@ -195,8 +196,9 @@ def plot_accuracy_vs_parameters(points: Sequence[Point], path: str, chance: Opti
 
 def points_from_csv(path: str) -> List[Point]:
     """The points of a study's results.csv: its tested stages (a backbone stage has no test top-1)."""
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    from adaptformer.files.opener import read_text
+
+    rows = list(csv.DictReader(io.StringIO(read_text(path, "text", "a study's results.csv"), newline="")))
     points = []
     for row in rows:
         mean = row.get("test_top1_mean", row.get("test_top1", ""))

@@ -29,8 +29,7 @@ IGNORED_BY_DEFAULT = ("head", "pre_logits", r"decoder\w*", "mask_token", "encode
 
 # Tensors a layout cannot hold, which its fine-tuning starts afresh like the head: VideoMAE's
 # pre-training encoder ends in a norm the fine-tuning model replaces by fc_norm (pooled tokens).
-_VIDEOMAE_NEW = ("fc_norm.",)
-NEW_IN = {"videomae_pretrain": _VIDEOMAE_NEW, "videomae_pretrain, q/k/v split (AdaptFormer's convert.py)": _VIDEOMAE_NEW}
+NEW_IN = {"videomae_pretrain": ("fc_norm.",)}  # by the layout's first word (it may say more after a comma)
 
 
 @dataclass
@@ -84,7 +83,8 @@ def load_pretrained(
     for key, target in model_state.items():
         shape = list(target.shape)
         if key not in tensors:
-            if key.startswith("head.") or (key.startswith(NEW_IN.get(layout, ("head.",))) and key in parameters):
+            if key.startswith("head.") or (key.startswith(NEW_IN.get(layout.split(",")[0], ("head.",)))
+                                           and key in parameters):
                 report.reinitialised.append(key)
             elif key.endswith("adapter.scale") and key not in parameters:
                 pass  # a fixed adapter scale is a setting of the method, not a learned weight

@@ -120,9 +120,7 @@ class VideoFiles(ImageFiles):
         self.shape = clip_shape(data_cfg) if views_count == 1 else (views_count,) + clip_shape(data_cfg)
 
     def _clip(self, path: str) -> np.ndarray:
-        from adaptformer.data.video_files import read_clip
-
-        return read_clip(path, partial(pick_frames, data_cfg=self.data_cfg, train=self.train, clips=self.views[0]))
+        return read_frames(path, self.data_cfg, self.train, self.views[0])
 
     def __getitem__(self, index: int):
         path, target = self.samples[index]
@@ -141,6 +139,24 @@ class VideoFiles(ImageFiles):
         return f"{path}: could not be read, then could (is it being written?)"
 
 
+def read_frames(path: str, data_cfg, train: bool, clips: int = 1) -> np.ndarray:
+    """The frames [clips * T, H, W, 3] of `clips` clips of the video at `path`, sampled as data.video says."""
+    from adaptformer.data.video_files import read_clip
+
+    return read_clip(path, partial(pick_frames, data_cfg=data_cfg, train=train, clips=clips))
+
+
+def test_views(data_cfg):
+    """(temporal clips, spatial crops) of the test split."""
+    return data_cfg.video.test_clips, data_cfg.video.test_crops
+
+
+def eval_transform(data_cfg, views=(1, 1)):
+    from adaptformer.data.clips import ClipTransform
+
+    return ClipTransform(data_cfg.img_size, data_cfg.mean, data_cfg.std, False, data_cfg.video.scales, views)
+
+
 def clip_shape(data_cfg):
     return (3, data_cfg.video.num_frames, data_cfg.img_size, data_cfg.img_size)
 
@@ -152,16 +168,14 @@ def _transforms(data_cfg, train: bool):
 
 
 def _read(data_cfg, split: str, transform=None) -> VideoFiles:
-    from adaptformer.data.clips import ClipTransform
-
     root, n = _root(data_cfg), num_classes(data_cfg)
     what = _task(data_cfg) or "the video set"
     samples = read_text_list(os.path.join(root, LISTS[split]), root, "data.data_dir", n, f"{what} ({n} classes)",
                              what="video")
     names = [f"class_{i}" for i in range(n)]
-    views = (data_cfg.video.test_clips, data_cfg.video.test_crops) if split == "test" else (1, 1)
+    views = test_views(data_cfg) if split == "test" else (1, 1)
     if views != (1, 1):  # the test's views: the transform for evaluation, made for them
-        transform = ClipTransform(data_cfg.img_size, data_cfg.mean, data_cfg.std, False, data_cfg.video.scales, views)
+        transform = eval_transform(data_cfg, views)
     return VideoFiles(samples, names, transform, data_cfg, split == "train", views).keep(data_cfg.classes)
 
 
