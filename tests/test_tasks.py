@@ -72,7 +72,7 @@ def test_tasks_share_the_backbone_tensors_and_switching_changes_nothing(tmp_path
     assert lora_qkv.weight is backbone.blocks[0].attn.qkv.weight  # LoRA wraps the shared weight
     # A headless backbone serves as well: every head is a task's own.
     headless = TaskBank(create_model(TINY_MODEL["name"], num_classes=0, **TINY_MODEL["kwargs"]), log=lambda *a: None)
-    headless.backbone.set_state_dict({k: v for k, v in backbone_state.items() if not k.startswith("head")})
+    headless.backbone().set_state_dict({k: v for k, v in backbone_state.items() if not k.startswith("head")})
     headless.add("lora", expected["lora"][1])
     np.testing.assert_allclose(headless(X).numpy(), expected["lora"][0], atol=1e-6, rtol=0)
     # bitfit trains the biases: the task holds its own, the backbone's stay as they were.

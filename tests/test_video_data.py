@@ -178,6 +178,11 @@ def test_a_video_model_trains_on_clips_and_tests_them(videos, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     meta = json.loads((tmp_path / "exported" / "model.meta.json").read_text())
     assert meta["input"]["shape"] == [None, 3, 4, SIZE, SIZE] and meta["output"]["shape"] == [None, 3]
+    # Its preprocess record describes clips: the sampling, the views averaged, the clip layout.
+    prep = meta["preprocess"]
+    assert (prep["frames"], prep["sampling"], prep["rate"]) == (4, "stride", 4)
+    assert (prep["views"]["clips"], prep["views"]["crops"]) == (2, 3) and "mean of the views' logits" in prep["views"]["combine"]
+    assert prep["layout"].startswith("NCTHW") and prep["resize"]["shorter_side"] == SIZE and "center_crop" not in prep
 
     # predict on a folder of videos (walked for video files) and one broken video: top-k per video,
     # the test's 2 x 3 views averaged; the broken one is its own error line and the exit status 1.

@@ -236,6 +236,38 @@ def test_video_tasks_round_trip_and_share_one_backbone_in_a_taskbank(tmp_path):
             np.testing.assert_allclose(bank(paddle.to_tensor(CLIPS)).numpy(), expected, atol=1e-6, rtol=0)
 
 
+def test_one_bank_serves_an_image_task_and_a_video_task_each_on_its_backbone(tmp_path):
+    from adaptformer.errors import CheckpointError
+    from adaptformer.serve.tasks import TaskBank
+    from test_tasks import X, plain_backbone, tuned_task
+
+    image_logits, image_folder = tuned_task(tmp_path, "adaptformer")
+    video_logits, video_folder = tuned_video_run(tmp_path, "lora", 4)
+    image_backbone = plain_backbone()
+    video_backbone = VideoVisionTransformer(**{**KWARGS, "num_classes": 0})
+    load_pretrained(video_backbone, FINETUNE)
+    bank = TaskBank({"vit": image_backbone, "videomae": video_backbone}, log=lambda *a: None)
+    with pytest.raises(ValueError, match="backbones vit, videomae: say which one"):
+        bank.add("cifar", image_folder)
+    with pytest.raises(KeyError, match="no backbone 'vid'"):
+        bank.add("cifar", image_folder, backbone="vid")
+    with pytest.raises(CheckpointError, match="has 'cls_token', which the backbone lacks"):  # an image task on the video backbone
+        bank.add("cifar", image_folder, backbone="videomae")
+    assert bank.names == []
+    bank.add("cifar", image_folder, backbone="vit")
+    bank.add("ssv2", video_folder, backbone="videomae")
+    first = bank(X).numpy()
+    np.testing.assert_allclose(first, image_logits, atol=1e-6, rtol=0)
+    bank.activate("ssv2")
+    np.testing.assert_allclose(bank(CLIPS).numpy(), video_logits, atol=1e-6, rtol=0)
+    bank.activate("cifar")
+    np.testing.assert_array_equal(bank(X).numpy(), first)
+    for task, backbone in [("cifar", image_backbone), ("ssv2", video_backbone)]:
+        state, own = bank.model(task).state_dict(), backbone.state_dict()
+        assert bank.shared_names(task) and all(state[n] is own[n] for n in bank.shared_names(task)), task
+    assert bank.backbone("videomae") is video_backbone
+
+
 # ---- an image ViT inflated to a video ViT (weights/inflate.py) --------------------------------------
 
 

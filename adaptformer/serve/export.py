@@ -42,7 +42,12 @@ ONNX_INSTALL = 'pip install -e ".[onnx]" (paddle2onnx and onnxruntime)'
 
 
 def preprocess_settings(data_cfg) -> Dict:
-    """How an image becomes the model's input, as prediction does it (adaptformer/serve/predict.py)."""
+    """How an image (or a video file, for a video model) becomes the model's input, as prediction does
+    it (adaptformer/serve/predict.py)."""
+    if data_cfg.dataset == "video":
+        from adaptformer.data.kinds.video import preprocess_description
+
+        return preprocess_description(data_cfg)
     resize = eval_resize(data_cfg, any_size=True)
     return {"color": "RGB (EXIF orientation applied, alpha dropped, 16-bit scaled to 8)", **resize,
             "scale": "pixel / 255", "mean": list(data_cfg.mean), "std": list(data_cfg.std), "layout": "NCHW",

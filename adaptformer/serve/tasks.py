@@ -6,6 +6,13 @@
     bank.activate("flowers")
     logits = bank(images)                    # [batch, 3, H, W] -> the active task's logits
 
+Tasks on several backbones (an image ViT and a video ViT, say) share one bank: name the backbones
+and say which one each task is on.
+
+    bank = TaskBank({"vit": image_backbone, "videomae": video_backbone})
+    bank.add("cifar100", "runs/c100/tuned", backbone="vit")
+    bank.add("ssv2", "runs/ssv2/tuned", backbone="videomae")   # its inputs are clips [batch, 3, T, H, W]
+
 A task's model is built under paddle.LazyGuard (its tensors are not allocated), every
 frozen backbone tensor is replaced by the backbone's own Parameter / Tensor object, the
 method's modules are inserted, what is still unallocated (the head) is initialised, and the
@@ -33,6 +40,13 @@ from adaptformer.serve.tuned import META, backbone_fingerprint, load_tuned, read
 
 
 @dataclass
+class _Backbone:
+    model: nn.Layer
+    state: Dict[str, paddle.Tensor]
+    parameters: set
+
+
+@dataclass
 class _Shape:
     """One model for every task of the same shape; `bound` is the task whose tensors it holds."""
     model: nn.Layer
@@ -57,8 +71,8 @@ class _Task:
         return self.shape.shared
 
 
-def _shape_key(meta: Dict) -> str:
-    return json.dumps([meta["model"], meta["method"], len(meta["class_names"])], sort_keys=True)
+def _shape_key(meta: Dict, backbone: str) -> str:
+    return json.dumps([backbone, meta["model"], meta["method"], len(meta["class_names"])], sort_keys=True)
 
 
 def _owner(model: nn.Layer, name: str):
@@ -88,12 +102,21 @@ def _like(model: nn.Layer, name: str, tensor: paddle.Tensor) -> paddle.Tensor:
     return paddle.zeros(tensor.shape, tensor.dtype)
 
 
+DEFAULT_BACKBONE = "backbone"
+
+
 class TaskBank:
-    def __init__(self, backbone: nn.Layer, log=print):
-        backbone.eval()
-        self.backbone = backbone
-        self._backbone_state = backbone.state_dict()
-        self._backbone_parameters = {n for n, _ in backbone.named_parameters()}
+    def __init__(self, backbones, log=print):
+        """`backbones`: one plain model with its pretrained weights, or {name: model} for tasks on several."""
+        if isinstance(backbones, nn.Layer):
+            backbones = {DEFAULT_BACKBONE: backbones}
+        if not isinstance(backbones, dict) or not backbones or \
+                not all(isinstance(k, str) and isinstance(v, nn.Layer) for k, v in backbones.items()):
+            raise TypeError("TaskBank takes a backbone model or a non-empty {name: model} dict")
+        self._backbones: Dict[str, _Backbone] = {}
+        for key, model in backbones.items():
+            model.eval()
+            self._backbones[key] = _Backbone(model, model.state_dict(), {n for n, _ in model.named_parameters()})
         self._tasks: Dict[str, _Task] = {}
         self._shapes: Dict[str, _Shape] = {}
         self._active: Optional[str] = None
@@ -101,13 +124,33 @@ class TaskBank:
 
     # --- tasks -----------------------------------------------------------------------------
 
-    def add(self, name: str, tuned_dir: str, force: bool = False) -> None:
-        """A task from a tuned-weights folder; the first one added becomes active."""
+    @property
+    def backbones(self) -> List[str]:
+        return list(self._backbones)
+
+    def backbone(self, name: Optional[str] = None) -> nn.Layer:
+        """The backbone model `name` (the only one when the bank has one), whose tensors the tasks share."""
+        return self._backbones[self._backbone_named(name)].model
+
+    def _backbone_named(self, backbone: Optional[str]) -> str:
+        if backbone is None:
+            if len(self._backbones) > 1:
+                raise ValueError(f"the bank has backbones {', '.join(self._backbones)}: say which one the task is on "
+                                 "(add(..., backbone=NAME))")
+            return next(iter(self._backbones))
+        if backbone not in self._backbones:
+            raise KeyError(f"no backbone {backbone!r} in the bank (backbones: {', '.join(self._backbones)})")
+        return backbone
+
+    def add(self, name: str, tuned_dir: str, force: bool = False, backbone: Optional[str] = None) -> None:
+        """A task from a tuned-weights folder, on `backbone` (needed when the bank has several);
+        the first task added becomes active."""
         if name in self._tasks:
             raise ValueError(f"task {name!r} is already in the bank")
+        on = self._backbone_named(backbone)
         meta = read_tuned_meta(tuned_dir)
-        key = _shape_key(meta)
-        shape = self._shapes.get(key) or self._build(meta, tuned_dir)
+        key = _shape_key(meta, on)
+        shape = self._shapes.get(key) or self._build(meta, tuned_dir, self._backbones[on])
         if shape.bound is not None:  # fresh tensors for this task in the shared model's tuned slots
             self._bind(shape, {n: _like(shape.model, n, t) for n, t in self._tasks[shape.bound].tensors.items()})
             shape.bound = None
@@ -122,14 +165,14 @@ class TaskBank:
         if self._active is None:
             self._active = name
 
-    def _build(self, meta: Dict, tuned_dir: str) -> _Shape:
+    def _build(self, meta: Dict, tuned_dir: str, backbone: _Backbone) -> _Shape:
         meta_path = os.path.join(tuned_dir, META)
         cfg = tuned_config(meta, meta_path)
         shared: List[str] = []
         try:
             model = build_model(cfg, load_backbone=False, lazy=True, error=CheckpointError, log_method=False,
                                 where=f"{meta_path}: method {cfg.method.name}",
-                                before_method=lambda m: shared.extend(self._share(m, set(meta["tensors"]), tuned_dir)))
+                                before_method=lambda m: shared.extend(self._share(m, set(meta["tensors"]), tuned_dir, backbone)))
         except ConfigError as e:
             raise CheckpointError(f"{meta_path}: {one_line(e)}") from None
         for param in model.parameters():
@@ -151,13 +194,14 @@ class TaskBank:
             task.shape.bound = name
         return task
 
-    def _share(self, model: nn.Layer, tuned: set, tuned_dir: str) -> List[str]:
+    @staticmethod
+    def _share(model: nn.Layer, tuned: set, tuned_dir: str, backbone: _Backbone) -> List[str]:
         """Put the backbone's own tensor objects in place of every entry of `model` that is not tuned."""
         shared = []
         for name, placeholder in model.state_dict().items():
             if name in tuned:
                 continue
-            own = self._backbone_state.get(name)
+            own = backbone.state.get(name)
             if own is None:
                 raise CheckpointError(f"{tuned_dir}: the task's model has '{name}', which the backbone lacks")
             if list(own.shape) != list(placeholder.shape) or own.dtype != placeholder.dtype:
@@ -165,7 +209,7 @@ class TaskBank:
                                       f"task's model, {list(own.shape)} {own.dtype} in the backbone")
             layer, leaf = _owner(model, name)
             slot_is_parameter = _is_parameter(layer, leaf)
-            if slot_is_parameter != (name in self._backbone_parameters):
+            if slot_is_parameter != (name in backbone.parameters):
                 kind = "a parameter" if slot_is_parameter else "a buffer"
                 raise CheckpointError(f"{tuned_dir}: '{name}' is {kind} in the task's model, not in the backbone")
             setattr(layer, leaf, own)
@@ -207,7 +251,8 @@ class TaskBank:
     # --- inference -------------------------------------------------------------------------
 
     def __call__(self, images):
-        """Logits of the active task for a batch of normalised images [N, 3, H, W] (Tensor or array)."""
+        """Logits of the active task for a batch of normalised images [N, 3, H, W] or, on a video
+        backbone, clips [N, 3, T, H, W] (Tensor or array)."""
         if self._active is None:
             raise KeyError("the bank has no task yet (add one first)")
         model = self._use(self._active).model
@@ -218,8 +263,9 @@ class TaskBank:
             return model(images)
 
     def predict(self, name: str, sources, topk: int = 5, batch_size: int = 32):
-        """Image files or PIL images classified by task `name` with the evaluation transform its
-        tuned folder records: a list of adaptformer.serve.predict.Prediction, one per source."""
+        """Image files or PIL images (video files for a task on a video backbone) classified by task
+        `name` with the evaluation transform its tuned folder records: a list of
+        adaptformer.serve.predict.Prediction, one per source."""
         from adaptformer.serve.predict import Predictor
 
         data = tuned_config(self.meta(name), name).data

@@ -96,7 +96,7 @@ def pick_frames(count: int, data_cfg, train: bool, clips: int = 1) -> List[int]:
     v = data_cfg.video
     if count < v.num_frames:
         raise DataError(f"has {count} frames, fewer than the {v.num_frames} of a clip (data.video.num_frames)")
-    sampling = v.sampling if v.sampling != "auto" else ("segment" if _task(data_cfg) == "ssv2" else "stride")
+    sampling = sampling_of(data_cfg)
     indices = []
     for clip in range(clips):
         if sampling == "segment":
@@ -144,6 +144,35 @@ def read_frames(path: str, data_cfg, train: bool, clips: int = 1) -> np.ndarray:
     from adaptformer.data.video_files import read_clip
 
     return read_clip(path, partial(pick_frames, data_cfg=data_cfg, train=train, clips=clips))
+
+
+def sampling_of(data_cfg) -> str:
+    v = data_cfg.video
+    return v.sampling if v.sampling != "auto" else ("segment" if _task(data_cfg) == "ssv2" else "stride")
+
+
+def preprocess_description(data_cfg) -> dict:
+    """How a video file becomes the model's inputs, as prediction does it: what an exported model's
+    .meta.json records, so a program outside this package can prepare clips the same way."""
+    v = data_cfg.video
+    clips, crops = test_views(data_cfg)
+    if sampling_of(data_cfg) == "segment":
+        frames = (f"the video in {v.num_frames} equal segments of count/{v.num_frames} frames; clip c of "
+                  f"{clips} takes frame int(offset + k * count/{v.num_frames}) of segment k, offset the "
+                  "segment's middle for one clip, else c/clips of a segment")
+    else:
+        frames = (f"{v.num_frames} frames {v.sampling_rate} apart (span (T-1)*rate+1); one clip starts at "
+                  f"(count - span)//2, clip c of {clips} at int(c * (count - span) / (clips - 1)); "
+                  "an index past the end takes the last frame")
+    return {"decode": "PyAV, every frame as RGB", "frames": v.num_frames, "sampling": sampling_of(data_cfg),
+            "rate": v.sampling_rate if sampling_of(data_cfg) == "stride" else None, "frame_indices": frames,
+            "resize": {"shorter_side": data_cfg.img_size, "interpolation": "bilinear"},
+            "crop": (f"{data_cfg.img_size}x{data_cfg.img_size}: the centre for one crop; for {crops} crops, "
+                     "offsets int(k * (longer - size) / (crops - 1)) along the longer side"),
+            "views": {"clips": clips, "crops": crops, "order": "clip-major",
+                      "combine": "the mean of the views' logits, then softmax"},
+            "scale": "pixel / 255", "mean": list(data_cfg.mean), "std": list(data_cfg.std),
+            "layout": "NCTHW (batch, channel, frame, height, width)", "dtype": "float32"}
 
 
 def test_views(data_cfg):
