@@ -14,7 +14,23 @@ from adaptformer.engine.logger import RunLogger, read_records
 from adaptformer.files.run_folder import LOCK, acquire_lock, record_written, release_lock
 from adaptformer.engine.trainer import BEST, LAST
 from adaptformer.errors import OutputError
-from adaptformer.files.atomic import atomic_write, atomic_write_text, remove_stale_temp_files
+from adaptformer.files.atomic import atomic_write, atomic_write_text, remove_stale_temp_files, staged_folder
+
+
+def test_a_staged_folder_appears_whole_or_not_at_all_and_never_over_an_existing_one(tmp_path):
+    with staged_folder(str(tmp_path / "data")) as staging:
+        (tmp_path / "data").exists() and pytest.fail("the folder appeared before it was complete")
+        open(os.path.join(staging, "a.txt"), "w").write("a")
+    assert os.listdir(tmp_path) == ["data"] and (tmp_path / "data" / "a.txt").read_text() == "a"
+    with pytest.raises(RuntimeError):
+        with staged_folder(str(tmp_path / "other")) as staging:
+            os.makedirs(os.path.join(staging, "sub"))
+            raise RuntimeError("interrupted")
+    assert os.listdir(tmp_path) == ["data"]
+    with pytest.raises(OutputError, match="data exists already"):
+        with staged_folder(str(tmp_path / "data")):
+            pass
+    assert os.listdir(tmp_path / "data") == ["a.txt"]
 
 
 def test_atomic_write_gives_the_umask_permissions_not_0600(tmp_path):

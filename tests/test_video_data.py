@@ -256,5 +256,15 @@ def test_make_moving_clips_writes_clips_the_reader_reads_whose_label_is_their_mo
     data = data_cfg(out, num_classes=4, num_frames=4)
     clip, label = build_dataset(data, "val")[0]
     assert clip.shape == (3, 4, SIZE, SIZE)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cifar-10-python.tar.gz", "clips"]  # no staging left
     again = run_tool([sys.executable, os.path.join(ROOT, "tools", "make_moving_clips.py"), str(out), "--cifar", archive])
     assert again.returncode == 2 and "exists already" in again.stderr
+    # A failure while writing (here: an image the encoder is handed cannot be moved) leaves nothing behind.
+    r = run_tool([sys.executable, "-c", "import os, sys, runpy; sys.argv = sys.argv[1:]; sys.path.insert(0, os.path.dirname(sys.argv[0])); "
+                  "import numpy as np; "
+                  "np.roll = lambda *a, **k: (_ for _ in ()).throw(OSError(28, 'No space left on device')); "
+                  "runpy.run_path(sys.argv[0], run_name='__main__')",
+                  os.path.join(ROOT, "tools", "make_moving_clips.py"), str(tmp_path / "full"), "--cifar", archive,
+                  "--train", "8", "--val", "4", "--test", "4"])
+    assert r.returncode != 0 and "No space left on device" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cifar-10-python.tar.gz", "clips"]

@@ -27,13 +27,18 @@ SPRITE_TEST = 500
 
 def write_task(root, name, splits):
     """splits: {list name: [(uint8 HxW(x3) array, label), ...]}; writes NOAH's layout."""
+    from adaptformer.files.atomic import staged_folder
+
+    with staged_folder(os.path.join(root, name)) as folder:  # an interrupted run leaves no half-written task
+        return _write_lists(folder, splits)
+
+
+def _write_lists(folder, splits):
     import numpy as np
     from PIL import Image
 
     from adaptformer.files.atomic import atomic_write_text
 
-    folder = os.path.join(root, name)
-    os.makedirs(folder)
     lists = {}
     for split, items in splits.items():
         os.makedirs(os.path.join(folder, "images", split))

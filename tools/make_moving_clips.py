@@ -58,8 +58,8 @@ def main() -> None:
     from adaptformer.config import DataConfig
     from adaptformer.data.kinds.cifar import archive_dataset, load_cifar
     from adaptformer.errors import DataError
-    from adaptformer.files.atomic import atomic_write_text
     from adaptformer.data.video_files import _av
+    from adaptformer.files.atomic import staged_folder
 
     _av()  # PyAV or a one-line error naming the extra
     if os.path.exists(args.out):
@@ -76,16 +76,25 @@ def main() -> None:
     order = rng.permutation(len(train_images))
     sources = {"train": train_images[order[:args.train]], "val": train_images[order[args.train:args.train + args.val]],
                "test": test_images[rng.permutation(len(test_images))[:args.test]]}
+    with staged_folder(args.out) as staging:  # an interrupted run leaves no half-written data set
+        write_splits(staging, sources, args, rng)
+
+
+def write_splits(out: str, sources, args, rng) -> None:
+    import numpy as np
+
+    from adaptformer.files.atomic import atomic_write_text
+
     for split, images in sources.items():
-        folder = os.path.join(args.out, "videos", split)
+        folder = os.path.join(out, "videos", split)
         os.makedirs(folder)
         directions = rng.permutation(np.arange(len(images)) % len(DIRECTIONS))
         rows = []
         for i, (image, direction) in enumerate(zip(images, directions)):
             rel = f"videos/{split}/{i:06d}.mp4"
-            write_clip(os.path.join(args.out, rel), moving(image, int(direction), args.frames, args.step))
+            write_clip(os.path.join(out, rel), moving(image, int(direction), args.frames, args.step))
             rows.append(f"{rel} {int(direction)}")
-        atomic_write_text(os.path.join(args.out, f"{split}.csv"), "\n".join(rows) + "\n")
+        atomic_write_text(os.path.join(out, f"{split}.csv"), "\n".join(rows) + "\n")
         print(f"wrote {args.out}/{split}.csv: {len(rows)} clips of {args.frames} frames, "
               f"{', '.join(f'{d} {int(np.sum(directions == k))}' for k, d in enumerate(DIRECTIONS))}")
 

@@ -2,11 +2,13 @@
 temporary files a killed run leaves found and removed, and a folder checked writable first."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
+import shutil
 import tempfile
-from typing import Callable, List
+from typing import Callable, Iterator, List
 
 
 from adaptformer.errors import OutputError
@@ -83,6 +85,25 @@ def atomic_write_text(path: str, text: str) -> None:
             f.write(text)
 
     atomic_write(path, write)
+
+
+@contextlib.contextmanager
+def staged_folder(path: str) -> Iterator[str]:
+    """A new folder written whole or not at all: the caller writes into the staging folder yielded
+    (".<name>.<pid>.partial" beside `path`), which is renamed onto `path` when the block ends and
+    removed if it raises. `path` must not exist."""
+    path = os.path.abspath(path)
+    if os.path.lexists(path):
+        raise OutputError(f"{path} exists already; pass a new folder")
+    staging = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.partial")
+    try:
+        os.makedirs(staging)
+        yield staging
+        os.rename(staging, path)
+    except OSError as e:
+        raise OutputError(describe_os_error(path, e)) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def is_temp_file_name(name: str) -> bool:
