@@ -12,6 +12,7 @@ from PIL import Image
 from adaptformer.config import ConfigError, load_config
 from adaptformer.config import from_dict as _from_dict
 from adaptformer.data import DataError, build_dataset, class_names, epoch_choice, num_classes
+from adaptformer.data.kinds import kind_of
 from conftest import ROOT, run_tool
 
 TRAIN = os.path.join(ROOT, "tools", "train.py")
@@ -157,6 +158,17 @@ def test_fgvc_cub_reads_vpts_json_splits_with_ids_remapped_to_sorted_labels(tmp_
     labels = sorted(int(test[i][1]) for i in range(len(test)))
     assert labels == list(range(200))  # ids 1..200 became 0..199
     assert int(test[0][1]) == 0 and test.samples[0][0].endswith(os.path.join("images", "000.class", "test_0.jpg"))
+    # The search protocol has no test split: a learning-rate search never reads test.json.
+    search = from_dict({"model": {"num_classes": 200}, "data": {**cfg_data(root), "fgvc": {"task": "cub", "protocol": "search"}}})
+    os.remove(os.path.join(root, "test.json"))
+    assert kind_of(search.data).splits_of(search.data) == ("train", "val")
+    assert len(build_dataset(search.data, "val")) == 200
+    with pytest.raises(ConfigError, match="data.fgvc.protocol must be one of search, final, got 'test'"):
+        from_dict({"data": {**cfg_data(root), "fgvc": {"task": "cub", "protocol": "test"}}})
+
+
+def cfg_data(root):
+    return {"dataset": "fgvc", "data_dir": root, "img_size": 8}
 
 
 def test_fgvc_refuses_a_wrong_class_count_and_unknown_ids(tmp_path):

@@ -122,16 +122,17 @@ def test_the_suite_table_means_over_groups_and_tasks_and_shows_published_means_f
     from types import SimpleNamespace
 
     from adaptformer.data.kinds.vtab import GROUPS, TASKS
-    from adaptformer.study.suite import GROUP_OF, Task
+    from adaptformer.study.benchmarks import VTAB
+    from adaptformer.study.suite import Task
     from adaptformer.study.suite_report import write_suite_report
 
-    tasks = [Task(name, "", n, GROUP_OF[name], False) for name, n in TASKS.items()]
+    tasks = [Task(name, "", n, VTAB.groups[name], False) for name, n in TASKS.items()]
     top = {name: 0.5 + 0.01 * i for i, name in enumerate(TASKS)}
     results = {name: {"adaptformer": [{"test_top1": top[name] - 0.02, "trainable_params": 7},
                                       {"test_top1": top[name] + 0.02, "trainable_params": 7}]} for name in TASKS}
     suite = SimpleNamespace(name="s", output_dir=str(tmp_path), seeds=[0, 1], methods=[SimpleNamespace(name="adaptformer")],
                             sweep=SimpleNamespace(key=None, values=[]), compare=[])
-    write_suite_report(suite, tasks, results, {"adaptformer": None})
+    write_suite_report(suite, VTAB, tasks, results, {"adaptformer": None})
     lines = (tmp_path / "suite.md").read_text().splitlines()
     row = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in lines if line.startswith("| ")}
     assert row["dtd"][2] == f"{100 * top['dtd']:.1f} ± {100 * 0.02 * 2 ** 0.5:.1f}"  # mean ± sample sd of two seeds
@@ -147,6 +148,7 @@ def test_tasks_of_ones_own_named_like_vtab_tasks_get_no_published_figures(tmp_pa
     """The miniature's dsprites_loc is not VTAB-1k's: with only tasks of one's own, no V-PETL column."""
     from types import SimpleNamespace
 
+    from adaptformer.study.benchmarks import VTAB
     from adaptformer.study.suite import Task
     from adaptformer.study.suite_report import write_suite_report
 
@@ -154,7 +156,7 @@ def test_tasks_of_ones_own_named_like_vtab_tasks_get_no_published_figures(tmp_pa
     results = {t.name: {"adaptformer": [{"test_top1": 0.5, "trainable_params": 7}]} for t in tasks}
     suite = SimpleNamespace(name="s", output_dir=str(tmp_path), seeds=[0], methods=[SimpleNamespace(name="adaptformer")],
                             sweep=SimpleNamespace(key=None, values=[]), compare=[])
-    write_suite_report(suite, tasks, results, {"adaptformer": None})
+    write_suite_report(suite, VTAB, tasks, results, {"adaptformer": None})
     text = (tmp_path / "suite.md").read_text()
     assert "V-PETL)" not in text.split("| task |", 1)[1].split("\n", 1)[0] and "76.3" not in text
 
@@ -181,3 +183,47 @@ def test_suite_comparisons_pair_images_within_tasks_and_weigh_tasks_equally(tmp_
     assert abs(row["diff"] - (10.0 - 50.0) / 2) < 1e-9  # tasks weigh equally; pooled it would be +4.5
     assert row["mcnemar"].startswith("30/15 ")  # only A right / only B right over both tasks' images
     assert row["ci_low"] < row["diff"] < row["ci_high"] and row["images"] == 330
+
+
+def test_an_fgvc_suite_finds_the_sets_as_distributed_chooses_on_val_and_tests_once(tmp_path):
+    from adaptformer.models import create_model
+    from adaptformer.weights.checkpoint import save_state
+    from test_benchmark_datasets import write_fgvc
+
+    paddle.seed(0)
+    backbone = str(tmp_path / "backbone.pdparams")
+    save_state(create_model(TINY_MODEL["name"], num_classes=0, **TINY_MODEL["kwargs"]).state_dict(), backbone)
+    write_fgvc(str(tmp_path / "fgvc" / "OxfordFlower"), task_dir="", n_classes=102)  # folder names as distributed
+    write_fgvc(str(tmp_path / "fgvc" / "Stanford-dogs"), task_dir="Images", n_classes=120, first_id=0)
+    base = {"model": {**TINY_MODEL, "pretrained": backbone, "reset_head": True},
+            "data": {"dataset": "fgvc", "img_size": 32, "batch_size": 64, "num_workers": 0,
+                     "augment": {"random_crop_padding": 0, "hflip": 0.0, "color_jitter_p": 0.0, "rotation": 0}},
+            "method": {"name": "adaptformer", "adaptformer": {"bottleneck": 4, "dropout": 0.0}},
+            "optimizer": {"name": "momentum", "lr": 0.05}, "scheduler": {"name": "cosine"},
+            "train": {"epochs": 2, "log_every": 100}}
+    (tmp_path / "adaptformer.yaml").write_text(yaml.safe_dump(base))
+    spec = {"suite": {"name": "fg", "benchmark": "fgvc", "output_dir": str(tmp_path / "out"),
+                      "data_root": str(tmp_path / "fgvc"), "tasks": ["flowers", "stanford_dogs"],
+                      "methods": [{"name": "adaptformer", "config": "adaptformer.yaml"}],
+                      "sweep": {"key": "optimizer.lr", "values": [0.01, 0.1]}, "seeds": [0]}}
+    (tmp_path / "suite.yaml").write_text(yaml.safe_dump(spec))
+    r = run_tool([sys.executable, TRAIN, "-c", str(tmp_path / "suite.yaml")])
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    out = tmp_path / "out"
+    for task, classes in (("oxford_flowers", 102), ("stanford_dogs", 120)):
+        for lr in (0.01, 0.1):  # the search runs read train.json and val.json, never test.json
+            run = out / task / "adaptformer" / "sweep" / f"optimizer.lr={lr}"
+            summary = json.loads((run / "summary.json").read_text())
+            assert summary["selected_on"] == "val" and summary["test_top1"] is None
+            assert yaml.safe_load((run / "config.yaml").read_text())["data"]["fgvc"]["protocol"] == "search"
+        final = out / task / "adaptformer" / "seed0"
+        summary = json.loads((final / "summary.json").read_text())
+        assert summary["selected_on"] == "val" and summary["test_images"] == classes  # one test image a class
+        config = yaml.safe_load((final / "config.yaml").read_text())
+        assert config["data"]["fgvc"] == {"task": task, "protocol": "final"} and config["model"]["num_classes"] == classes
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in (out / "suite.md").read_text().splitlines() if line.startswith("| ")}
+    assert rows["oxford_flowers"][0] == "fine-grained" and rows["oxford_flowers"][3] == "99.2"  # V-PETL's figure
+    assert rows["mean over tasks"][3] == "-"  # V-PETL's FGVC mean is over all five sets
+    assert "FGVC: test top-1 of the final runs (train.json, the epoch chosen on val.json" in (out / "suite.md").read_text()
+    assert json.loads((out / "suite.json").read_text())["taskbank"]["adaptformer"]["tasks"] == 2

@@ -231,7 +231,9 @@ class SuiteConfig:
     output_dir: str
     data_root: str  # holds one folder per task (VTAB-1k: <vtab-1k>/<task>/train800.txt ...)
     methods: List[StageConfig]  # name, a run config (relative to the suite file) and its overrides
-    # Task names or aliases (empty = VTAB-1k's 19), or {name, num_classes, group} for a task of one's own.
+    benchmark: str = "vtab"  # vtab | fgvc (adaptformer/study/benchmarks.py)
+    # Task names or aliases (empty = all of the benchmark's), or {name, num_classes, group} for a task
+    # of one's own (VTAB-1k's layout only).
     tasks: List[Any] = field(default_factory=list)
     seeds: List[int] = field(default_factory=list)
     sweep: SweepConfig = field(default_factory=SweepConfig)

@@ -1,12 +1,16 @@
-"""A benchmark suite in one command: VTAB-1k's protocol over many tasks and methods.
+"""A benchmark suite in one command: a benchmark's protocol over many tasks and methods.
 
     python tools/train.py -c configs/vtab/suite.yaml -o suite.data_root=/data/vtab-1k [-o suite.tasks=[dtd,svhn]]
+    python tools/train.py -c configs/fgvc/suite.yaml -o suite.data_root=/data/fgvc
 
-For each task (suite.tasks; empty = VTAB-1k's 19) found under suite.data_root, one study
+suite.benchmark (study/benchmarks.py) is vtab (VTAB-1k) or fgvc (FGVC). For each task
+(suite.tasks; empty = all of the benchmark's) found under suite.data_root, one study
 (adaptformer/study/run.py) of suite.methods runs in suite.output_dir/<task>/:
-  - with suite.sweep, every method trains once per value on the search protocol (train800,
-    choices on val200) and keeps the value with the best val200 top-1;
-  - then each seed's final run: train800val200, the last epoch's weights tested once on test.txt.
+  - with suite.sweep, every method trains once per value on the search protocol (VTAB-1k:
+    train800, choices on val200; FGVC: train.json, choices on val.json; no test split) and keeps
+    the value with the best validation top-1;
+  - then each seed's final run, tested once: VTAB-1k trains on train800val200 and tests the last
+    epoch's weights on test.txt; FGVC trains on train.json and tests the epoch chosen on val.json.
 Every run's config is built and checked before the first one trains; --resume reuses finished
 runs, task by task. At the end: suite.md and suite.csv (study/suite_report.py) and, per method,
 one TaskBank serving every task's tuned folder, its size on disk in taskbank.json.
@@ -23,16 +27,11 @@ import numpy as np
 
 from adaptformer.config import (ConfigError, StageConfig, StudyConfig, SweepConfig, load_suite,
                                 split_study_overrides)
-from adaptformer.data.kinds.vtab import ALIASES, GROUPS, TASKS
 from adaptformer.engine import dist
 from adaptformer.files.atomic import atomic_write_text
+from adaptformer.study.benchmarks import BENCHMARKS, Benchmark
 from adaptformer.study.run import STUDY_KEYS, check_run_overrides, check_study, execute_study
 from adaptformer.study.suite_report import write_suite_report
-
-# Keys the suite sets per task (besides those a study sets per run).
-SUITE_KEYS = STUDY_KEYS + ("data.data_dir", "model.num_classes", "data.vtab.protocol", "data.vtab.task",
-                           "data.vtab.num_classes")
-GROUP_OF = {task: group for group, tasks in GROUPS.items() for task in tasks}
 
 
 @dataclass
@@ -41,36 +40,48 @@ class Task:
     folder: str
     num_classes: int
     group: str
-    own: bool  # not one of VTAB-1k's tasks: its class count comes from the suite file
+    own: bool  # not one of the benchmark's tasks: its class count comes from the suite file
 
 
-def _folder(root: str, name: str) -> Optional[str]:
-    """root/<name>, or root/<alias> for an alias the repositories use for that task."""
-    for candidate in [name] + [a for a, task in ALIASES.items() if task == name]:
-        path = os.path.join(root, candidate)
-        if os.path.isdir(path):
-            return path
+def benchmark_of(suite, path: str) -> Benchmark:
+    if suite.benchmark not in BENCHMARKS:
+        raise ConfigError(f"{path}: suite.benchmark must be one of {', '.join(BENCHMARKS)}, got {suite.benchmark!r}")
+    return BENCHMARKS[suite.benchmark]
+
+
+def _folder(root: str, name: str, bench: Benchmark, own: bool) -> Optional[str]:
+    """root/<name>, or a folder whose name (any case) the benchmark knows as that task's."""
+    path = os.path.join(root, name)
+    if own or os.path.isdir(path):
+        return path if os.path.isdir(path) else None
+    entries = sorted(os.listdir(root)) if os.path.isdir(root) else []
+    for entry in entries:
+        if bench.task(entry) == name and os.path.isdir(os.path.join(root, entry)):
+            return os.path.join(root, entry)
     return None
 
 
 def resolve_tasks(suite, path: str) -> List[Task]:
     """The suite's tasks with their folders, class counts and groups; one line for any that is not there."""
-    entries = suite.tasks or list(TASKS)
+    bench = benchmark_of(suite, path)
+    entries = suite.tasks or list(bench.tasks)
     tasks, missing = [], []
     for entry in entries:
         if isinstance(entry, str):
-            name = ALIASES.get(entry.lower(), entry.lower())
-            if name not in TASKS:
-                raise ConfigError(f"{path}: suite.tasks: {entry!r} is not a VTAB-1k task ({', '.join(TASKS)}); "
-                                  "a task of one's own is {name: ..., num_classes: N, group: ...}")
-            own, classes, group = False, TASKS[name], GROUP_OF[name]
-        elif isinstance(entry, dict) and isinstance(entry.get("name"), str) and isinstance(entry.get("num_classes"), int) \
-                and entry["num_classes"] > 0 and set(entry) <= {"name", "num_classes", "group"}:
+            name = bench.task(entry)
+            if name not in bench.tasks:
+                own_hint = "; a task of one's own is {name: ..., num_classes: N, group: ...}" if bench.own_tasks else ""
+                raise ConfigError(f"{path}: suite.tasks: {entry!r} is not one of {bench.title}'s tasks "
+                                  f"({', '.join(bench.tasks)}){own_hint}")
+            own, classes, group = False, bench.tasks[name], bench.groups[name]
+        elif bench.own_tasks and isinstance(entry, dict) and isinstance(entry.get("name"), str) \
+                and isinstance(entry.get("num_classes"), int) and entry["num_classes"] > 0 \
+                and set(entry) <= {"name", "num_classes", "group"}:
             name, own, classes, group = entry["name"], True, entry["num_classes"], str(entry.get("group", "other"))
         else:
-            raise ConfigError(f"{path}: suite.tasks entries are task names or {{name, num_classes[, group]}}, "
-                              f"got {entry!r}")
-        folder = _folder(suite.data_root, name)
+            kinds = "task names or {name, num_classes[, group]}" if bench.own_tasks else f"{bench.title} task names"
+            raise ConfigError(f"{path}: suite.tasks entries are {kinds}, got {entry!r}")
+        folder = _folder(suite.data_root, name, bench, own)
         if folder is None:
             missing.append(name)
             continue
@@ -93,13 +104,12 @@ def check_task_lists(data_cfg) -> None:
         build_dataset(data_cfg, split)
 
 
-def task_study(suite, task: Task) -> StudyConfig:
+def task_study(suite, task: Task, bench: Benchmark) -> StudyConfig:
     """The study that runs every method on one task: final runs, choices on the search protocol."""
-    keys = {"data.data_dir": task.folder, "model.num_classes": task.num_classes, "data.vtab.protocol": "final"}
-    if task.own:
-        keys.update({"data.vtab.task": task.name, "data.vtab.num_classes": task.num_classes})
+    keys = bench.task_keys(task.name, task.folder, task.num_classes, task.own, "final")
+    search = bench.task_keys(task.name, task.folder, task.num_classes, task.own, "search")
     sweep = SweepConfig(key=suite.sweep.key, values=list(suite.sweep.values), stages=list(suite.sweep.stages),
-                        overrides={"data.vtab.protocol": "search", **suite.sweep.overrides})
+                        overrides={**{k: v for k, v in search.items() if keys[k] != v}, **suite.sweep.overrides})
     stages = [StageConfig(name=m.name, config=m.config, overrides=dict(m.overrides)) for m in suite.methods]
     return StudyConfig(name=f"{suite.name}/{task.name}", output_dir=os.path.join(suite.output_dir, task.name),
                        stages=stages, seeds=list(suite.seeds), sweep=sweep, overrides=keys)
@@ -109,10 +119,11 @@ def run_suite(path: str, overrides: Optional[List[str]] = None, resume: bool = F
               overwrite: bool = False) -> Dict:
     suite_overrides, run_overrides = split_study_overrides(overrides, "suite")
     suite = load_suite(path, suite_overrides)
+    bench = benchmark_of(suite, path)
     tasks = resolve_tasks(suite, path)
-    studies = [task_study(suite, t) for t in tasks]
+    studies = [task_study(suite, t, bench) for t in tasks]
     for study in studies:
-        check_run_overrides(study, run_overrides, sets=SUITE_KEYS)
+        check_run_overrides(study, run_overrides, sets=STUDY_KEYS + bench.keys)
     folder = os.path.dirname(path)
     plans = []
     for study in studies:  # every task's every run checked before the first trains
@@ -121,11 +132,13 @@ def run_suite(path: str, overrides: Optional[List[str]] = None, resume: bool = F
         for runs in plan.values():
             for run in runs["runs"][:1] + runs["sweep"][:1]:
                 data = run.config(folder, run_overrides).data
-                if data.dataset != "vtab":
+                if data.dataset != bench.dataset:
                     raise ConfigError(f"{path}: suite method '{run.stage.name}': {run.stage.config} reads "
-                                      f"data.dataset {data.dataset}; a suite runs tasks in VTAB-1k's layout (vtab)")
-                if (data.data_dir, data.vtab.protocol) not in checked_lists:  # every list the task's runs read
-                    checked_lists.add((data.data_dir, data.vtab.protocol))
+                                      f"data.dataset {data.dataset}; a {bench.title} suite runs tasks in its "
+                                      f"layout ({bench.dataset})")
+                protocol = getattr(data, bench.dataset).protocol
+                if (data.data_dir, protocol) not in checked_lists:  # every list the task's runs read
+                    checked_lists.add((data.data_dir, protocol))
                     check_task_lists(data)
         plans.append(plan)
     print(f"suite {suite.name}: {len(tasks)} tasks x {len(suite.methods)} methods, every config checked; "
@@ -144,7 +157,7 @@ def run_suite(path: str, overrides: Optional[List[str]] = None, resume: bool = F
     if dist.is_main():
         banks = {m.name: serve_tasks(results, m.name) for m in suite.methods}
         summary["taskbank"] = banks
-        write_suite_report(suite, tasks, results, banks, predictions)
+        write_suite_report(suite, bench, tasks, results, banks, predictions)
         atomic_write_text(os.path.join(suite.output_dir, "suite.json"), json.dumps(summary, indent=2))
     return summary
 

@@ -1,6 +1,7 @@
 """The table a benchmark suite's readers look for: test top-1 per task and method (mean ± sample
 standard deviation over seeds, in %), the group means and the mean over tasks, trainable
-parameters per task, and V-PETL Bench's published figures beside ours where they exist.
+parameters per task, and the benchmark's published figures beside ours where they exist
+(study/benchmarks.py).
 """
 from __future__ import annotations
 
@@ -11,20 +12,10 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from adaptformer.files.atomic import atomic_write_text
+from adaptformer.study.benchmarks import Benchmark
 from adaptformer.study.report import correct_matrix
 from adaptformer.study.stats import mcnemar, stratified_paired_bootstrap
 from adaptformer.viz.suite_figures import FIGURE, plot_suite
-
-# V-PETL Bench (NeurIPS 2024), ViT-B/16 ImageNet-21k, VTAB-1k top-1 %: AdaptFormer per task, and
-# the means over the 19 tasks of the methods it reports. GPU figures, not reproduced here.
-PUBLISHED_TASKS = {"adaptformer": {
-    "cifar": 70.8, "caltech101": 91.2, "dtd": 70.5, "oxford_flowers102": 99.1, "oxford_iiit_pet": 90.9,
-    "svhn": 86.6, "sun397": 54.8, "patch_camelyon": 83.0, "eurosat": 95.8, "resisc45": 84.4,
-    "diabetic_retinopathy": 76.3, "clevr_count": 81.9, "clevr_dist": 64.3, "dmlab": 49.3, "kitti": 80.3,
-    "dsprites_loc": 76.3, "dsprites_ori": 45.7, "smallnorb_azi": 31.7, "smallnorb_ele": 41.1}}
-PUBLISHED_MEANS = {"full": 65.57, "linear": 52.94, "vpt": 69.43, "adapter": 71.44, "lora": 72.25,
-                   "adaptformer": 72.32}
-GROUP_ORDER = ("natural", "specialized", "structured")
 
 
 def _cell(values: List[float]) -> str:
@@ -38,7 +29,7 @@ def _tops(results: Dict, task: str, method: str) -> List[float]:
     return [s["test_top1"] for s in results[task][method] if s.get("test_top1") is not None]
 
 
-def table_rows(tasks, results: Dict, methods: List[str]) -> List[Dict]:
+def table_rows(tasks, results: Dict, methods: List[str], group_order) -> List[Dict]:
     """One row per task, then one per group present and the mean over tasks (of the seeds' means)."""
     rows = []
     for t in tasks:
@@ -48,7 +39,7 @@ def table_rows(tasks, results: Dict, methods: List[str]) -> List[Dict]:
             params = [s["trainable_params"] for s in results[t.name][m]]
             row[f"{m} params"] = params[0] if params else None
         rows.append(row)
-    groups = [g for g in GROUP_ORDER if any(t.group == g for t in tasks)]
+    groups = [g for g in group_order if any(t.group == g for t in tasks)]
     groups += sorted({t.group for t in tasks} - set(groups))
     means = []
     for label, members in [(f"{g} mean", [t for t in tasks if t.group == g]) for g in groups] + [
@@ -62,11 +53,11 @@ def table_rows(tasks, results: Dict, methods: List[str]) -> List[Dict]:
     return rows + means
 
 
-def _published(method: str, task: str, all_19: bool) -> Optional[float]:
-    """V-PETL Bench's figure for this row: a standard task's, or the mean when the suite ran all 19."""
+def _published(bench: Benchmark, method: str, task: str, every_task: bool) -> Optional[float]:
+    """The published figure for this row: a standard task's, or the mean when the suite ran every task."""
     if task == "mean over tasks":
-        return PUBLISHED_MEANS.get(method) if all_19 else None
-    return PUBLISHED_TASKS.get(method, {}).get(task)
+        return bench.published_means.get(method) if every_task else None
+    return bench.published_tasks.get(method, {}).get(task)
 
 
 def comparison_rows(pairs: List[List[str]], tasks, predictions: Dict) -> List[Dict]:
@@ -114,20 +105,21 @@ def _comparison_lines(rows: List[Dict]) -> List[str]:
     return lines + [""]
 
 
-def write_suite_report(suite, tasks, results: Dict, banks: Dict, predictions: Optional[Dict] = None) -> None:
+def write_suite_report(suite, bench: Benchmark, tasks, results: Dict, banks: Dict,
+                       predictions: Optional[Dict] = None) -> None:
     methods = [m.name for m in suite.methods]
-    rows = table_rows(tasks, results, methods)
-    # V-PETL Bench's columns only beside VTAB-1k's own tasks: a task of one's own named like one of them
-    # (the miniature's dsprites_loc) is another task.
-    shown = [m for m in methods if m in PUBLISHED_MEANS] if not all(t.own for t in tasks) else []
+    rows = table_rows(tasks, results, methods, bench.group_order)
+    # Published columns only beside the benchmark's own tasks: a task of one's own named like one of
+    # them (the miniature's dsprites_loc) is another task.
+    shown = [m for m in methods if m in bench.published_means] if not all(t.own for t in tasks) else []
     header = ["task", "group", "classes"] + [f"{m} top-1 %" for m in methods] + [f"{m} (V-PETL)" for m in shown]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     csv = [",".join(["task", "group", "classes"] + [f"{m}_top1" for m in methods] + [f"{m}_trainable_params"
                                                                                   for m in methods])]
-    all_19 = not any(t.own for t in tasks) and {t.name for t in tasks} == set(PUBLISHED_TASKS["adaptformer"])
+    every_task = not any(t.own for t in tasks) and {t.name for t in tasks} == set(bench.tasks)
     for r in rows:
         standard = not r["own"] and (not r["mean"] or r["task"] == "mean over tasks")
-        published = [_published(m, r["task"], all_19) if standard else None for m in shown]
+        published = [_published(bench, m, r["task"], every_task) if standard else None for m in shown]
         lines.append("| " + " | ".join([r["task"], r["group"], str(r["classes"])] + [_cell(r[m]) for m in methods]
                                        + ["-" if p is None else f"{p:.1f}" for p in published]) + " |")
         csv.append(",".join([r["task"], r["group"], str(r["classes"])]
@@ -152,10 +144,10 @@ def write_suite_report(suite, tasks, results: Dict, banks: Dict, predictions: Op
     text = "\n".join([
         f"# Suite {suite.name}",
         "",
-        f"Test top-1 of the final runs (train800val200, the last epoch's weights, tested once); {seeds}; "
-        f"{sweep}. Group rows are means of the task means; \"mean over tasks\" is VTAB-1k's usual mean. "
-        "The V-PETL columns are V-PETL Bench's published ViT-B/16 ImageNet-21k figures (GPU), for comparison "
-        "only where the task and method are the standard ones.",
+        f"{bench.title}: test top-1 of the final runs ({bench.final_runs}); {seeds}; "
+        f"{sweep}. Group rows are means of the task means; \"mean over tasks\" is {bench.title}'s usual mean. "
+        f"The V-PETL columns are {bench.published_source}, for comparison only where the task and method are "
+        "the standard ones.",
         "",
         *lines,
         "",

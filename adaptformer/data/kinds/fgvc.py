@@ -8,7 +8,8 @@ data.data_dir is the dataset's root as its authors distribute it, with the split
 data.fgvc.task names the set (cub, nabirds, oxford_flowers, stanford_dogs, stanford_cars, or
 VPT's names CUB, NABirds, OxfordFlowers, StanfordDogs, StanfordCars). The class ids of train.json,
 sorted, become the labels 0..k-1 (k must be the set's class count); val.json and test.json may
-use only those ids. Protocol: choices on val, test once. The benchmark's transforms (Resize 256,
+use only those ids. Protocol (data.fgvc.protocol): final, choices on val.json and test.json tested
+once; search, train.json and val.json only, so that a learning-rate search never evaluates test.json. The benchmark's transforms (Resize 256,
 RandomCrop 224 + flip; Resize 256, CenterCrop 224; ImageNet mean/std) are configs/fgvc/_base_.yaml's.
 """
 from __future__ import annotations
@@ -25,14 +26,25 @@ from adaptformer.errors import DataError
 # task -> (class count, image folder under the root)
 TASKS = {"cub": (200, "images"), "nabirds": (555, "images"), "oxford_flowers": (102, ""),
          "stanford_dogs": (120, "Images"), "stanford_cars": (196, "")}
+# VPT's names and the folder names the sets are distributed under, lower-cased
 ALIASES = {"cub200": "cub", "cub_200_2011": "cub", "oxfordflowers": "oxford_flowers", "flowers": "oxford_flowers",
-           "stanforddogs": "stanford_dogs", "dogs": "stanford_dogs", "stanfordcars": "stanford_cars",
-           "cars": "stanford_cars"}
+           "oxfordflower": "oxford_flowers", "oxford-flowers": "oxford_flowers", "flowers102": "oxford_flowers",
+           "stanforddogs": "stanford_dogs", "dogs": "stanford_dogs", "stanford-dogs": "stanford_dogs",
+           "stanfordcars": "stanford_cars", "cars": "stanford_cars", "stanford-cars": "stanford_cars"}
+# search: train.json for training, val.json for every choice, no test split (a search never evaluates
+# test.json); final: the same, and test.json tested once with the epoch chosen on val.json.
+PROTOCOLS = {"search": ("train", "val"), "final": ("train", "val", "test")}
 
 
 @dataclass
 class FgvcConfig:
     task: Optional[str] = None  # which of the five sets (required)
+    protocol: str = "final"  # final (train / val / test) | search (train / val: no test split)
+
+
+def _check(section: FgvcConfig, fail) -> None:
+    if section.protocol not in PROTOCOLS:
+        fail("protocol", f"must be one of {', '.join(PROTOCOLS)}, got {section.protocol!r}")
 
 
 def task_of(data_cfg) -> str:
@@ -72,5 +84,5 @@ def _read(data_cfg, split: str, transform=None) -> ImageFiles:
 
 KINDS = [DatasetKind(
     "fgvc", class_names=lambda cfg: [f"class_{i}" for i in range(TASKS[task_of(cfg)][0])], read=_read,
-    splits=("train", "val", "test"), any_size=True, count=lambda cfg: TASKS[task_of(cfg)][0],
-    counted_in=lambda cfg: f"FGVC's {task_of(cfg)}", order=45, section=FgvcConfig)]
+    splits=lambda cfg: PROTOCOLS[cfg.fgvc.protocol], any_size=True, count=lambda cfg: TASKS[task_of(cfg)][0],
+    counted_in=lambda cfg: f"FGVC's {task_of(cfg)}", order=45, section=FgvcConfig, check=_check)]
