@@ -160,6 +160,26 @@ def test_a_moved_study_resumes_from_its_new_folder(tmp_path):
     assert saved["model"]["pretrained"] == str(tmp_path / "moved" / "pre" / "best.pdparams")
 
 
+def test_a_study_resume_continues_a_run_killed_after_a_checkpoint_and_restarts_one_killed_before(tmp_path, capsys):
+    """Runs interrupted mid-way (no summary.json): one with last.pdckpt continues from it, one without
+    starts again in its folder; neither stops the study."""
+    path = write_study(tmp_path, seeds=[0, 1])
+    run_study(path)
+    out = tmp_path / "out" / "linear"
+    finished = json.loads((out / "seed0" / "summary.json").read_text())
+    for seed in ("seed0", "seed1"):
+        os.remove(out / seed / "summary.json")
+    os.remove(out / "seed1" / "last.pdckpt")
+    capsys.readouterr()
+    run_study(path, resume=True)
+    log = capsys.readouterr().out
+    again = json.loads((out / "seed0" / "summary.json").read_text())
+    assert again["test_top1"] == finished["test_top1"] and again["best_epoch"] == finished["best_epoch"]
+    assert (out / "seed1" / "summary.json").exists() and (out / "seed1" / "last.pdckpt").exists()
+    assert f"== {out / 'seed0'}: linear" in log and f"== {out / 'seed1'}: linear" in log
+    assert log.count("already finished") >= 1  # the runs left whole are reused
+
+
 def test_resume_refuses_a_finished_run_made_with_another_config(tmp_path):
     path = write_study(tmp_path, seeds=[0, 1], sweep={"key": "optimizer.lr", "values": [0.0001, 0.01]})
     run_study(path)

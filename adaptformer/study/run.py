@@ -242,7 +242,9 @@ def execute(cfg: Config, resume: bool, overwrite: bool) -> Dict:
         summary = read_json(os.path.join(out, "summary.json"), "json", "a run's summary.json")
     else:
         print(f"== {out}: {cfg.method.name} on {cfg.data.dataset}, seed {cfg.train.seed}")
-        summary = train(cfg, resume=resume and os.path.exists(os.path.join(out, LAST)), overwrite=overwrite or resume)
+        # --resume continues a run interrupted after a checkpoint, and restarts one interrupted before it
+        continues = resume and os.path.exists(os.path.join(out, LAST))
+        summary = train(cfg, resume=continues, overwrite=overwrite or (resume and not continues))
     records = read_records(os.path.join(out, "metrics.jsonl")) if dist.is_main() else []
     predictions = None
     pred_path = os.path.join(out, TEST_PREDICTIONS)
