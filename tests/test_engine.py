@@ -59,8 +59,21 @@ def test_learning_rate_warms_up_then_decays_per_step(tiny_config):
     assert lrs[1] < lrs[2] < lrs[3] and lrs[3] > lrs[5] > lrs[-1] > 0
 
 
-def test_resume_reproduces_the_uninterrupted_run_exactly(tiny_config, monkeypatch):
+@pytest.mark.parametrize("transfer", [False, True], ids=["from-scratch", "pretrained-new-head-adamw"])
+def test_resume_reproduces_the_uninterrupted_run_exactly(tiny_config, monkeypatch, tmp_path, transfer):
+    """A transfer run replaces the pretrained head before the adapters are made, its resumed run does
+    not: the optimizer's moments must still reach the parameters they belong to."""
     sections = dict(train={"epochs": 3}, method={"name": "adaptformer", "adaptformer": {"bottleneck": 4, "dropout": 0.2}})
+    if transfer:
+        from adaptformer.models import create_model
+        from adaptformer.weights.checkpoint import save_state
+
+        paddle.seed(1)
+        backbone = str(tmp_path / "backbone.pdparams")
+        save_state(create_model(conftest.TINY_MODEL["name"], num_classes=7, **conftest.TINY_MODEL["kwargs"]).state_dict(),
+                   backbone)
+        sections.update(model={**conftest.TINY_MODEL, "num_classes": 4, "pretrained": backbone, "reset_head": True},
+                        optimizer={"name": "adamw", "lr": 0.01})
     straight = load_config(tiny_config("straight", **sections))
     train(straight)
 

@@ -29,6 +29,7 @@ from adaptformer.data import epoch_choice, eval_split
 from adaptformer.engine import dist, memory
 from adaptformer.engine.logger import RunLogger
 from adaptformer.engine.metrics import ClassificationMeter
+from adaptformer.engine import optim_state
 from adaptformer.engine.optim import build_optimizer, build_scheduler
 from adaptformer.engine.step import TrainStep, attention_kernels, decorate_for_amp, float32_logits, group_sizes, set_recompute
 
@@ -100,7 +101,9 @@ class Trainer:
     def state(self, epoch: int) -> Dict:
         return {
             "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),  # holds the LR schedule's position too
+            # keyed by parameter names (engine/optim_state.py); holds the LR schedule's position too
+            "optimizer": optim_state.to_portable(self.optimizer.state_dict(), self.model),
+            "optimizer_keys": optim_state.FORMAT,
             "loss_scaler": self.step.state_dict(),
             "epoch": epoch,
             "global_step": self.global_step,
@@ -117,8 +120,12 @@ class Trainer:
             # LinearWarmup stores its inner schedule under an extra key, restores it,
             # and still warns that the key was "unused" (checked by the resume test).
             warnings.filterwarnings("ignore", message="There are some unused values in state_dict")
+            optimizer = state["optimizer"]
+            if state.get("optimizer_keys") == optim_state.FORMAT:
+                optimizer = optim_state.from_portable(optimizer, self.model, path)
+            # else: a checkpoint of an earlier version, keyed by the generated names of its own process
             try:
-                self.optimizer.set_state_dict(state["optimizer"])
+                self.optimizer.set_state_dict(optimizer)
             except (AssertionError, KeyError, TypeError, ValueError, AttributeError) as e:
                 raise CheckpointError(f"{path}: its optimizer state does not fit this run's optimizer "
                                       f"({short_reason(e)})") from None
