@@ -192,6 +192,27 @@ def test_resume_refuses_a_finished_run_made_with_another_config(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == before  # refused before any work
 
 
+def test_resume_with_overwrite_trains_again_only_the_runs_whose_config_changed(tmp_path, capsys):
+    """--resume --overwrite after a stage's config changed: that stage's finished runs are trained
+    again with the new config; every other finished run is reused as it is."""
+    path = write_study(tmp_path, seeds=[0, 1], sweep={"key": "optimizer.lr", "values": [0.0001, 0.01]})
+    run_study(path)
+    out = tmp_path / "out"
+    kept = {p: p.read_text() for p in out.glob("adaptformer/**/summary.json")}
+    assert len(kept) == 3  # two sweep runs (one of them seed 0) and seed 1
+    study = yaml.safe_load(open(path))
+    study["study"]["stages"][2]["overrides"]["optimizer.weight_decay"] = 0.5
+    open(path, "w").write(yaml.safe_dump(study))
+    capsys.readouterr()
+    run_study(path, resume=True, overwrite=True)
+    log = capsys.readouterr().out
+    assert {p: p.read_text() for p in kept} == kept and log.count("already finished") == 4  # pre + adaptformer's 3
+    retrained = sorted(out.glob("linear/**/config.yaml"))
+    assert len(retrained) == 3 and log.count("(its finished run had another config)") == 3
+    for folder in retrained:
+        assert yaml.safe_load(folder.read_text())["optimizer"]["weight_decay"] == 0.5
+
+
 def test_a_study_checks_every_config_before_the_first_run(tmp_path):
     path = write_study(tmp_path)
     study = yaml.safe_load(open(path))

@@ -290,7 +290,7 @@ def test_an_inflated_image_vit_embeds_a_still_clip_as_the_image_and_attends_alik
                         "--inflate-frames", "4"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     video = create_model("videomae_vit_small_patch16_224", num_classes=5, img_size=32, patch_size=4, num_frames=4,
-                         embed_dim=32, depth=2, num_heads=2, learnable_pos=True)
+                         embed_dim=32, depth=2, num_heads=2, learnable_pos=True, time_embed=True)
     report = load_pretrained(video, dst)
     assert sorted(report.reinitialised) == ["head.bias", "head.weight"] and not report.unexpected
     image.eval()
@@ -303,6 +303,37 @@ def test_an_inflated_image_vit_embeds_a_still_clip_as_the_image_and_attends_alik
         np.testing.assert_allclose(tokens.numpy(), paddle.concat([patches] * 2, axis=1).numpy(), atol=1e-5, rtol=0)
         np.testing.assert_allclose(video.blocks[0].attn(tokens[:, :64]).numpy(),
                                    image.blocks[0].attn(patches).numpy(), atol=1e-5, rtol=0)
+    assert not video.time_embed.numpy().any()  # starts at zero: the still clip above embeds as the image
+
+
+def test_a_frozen_inflated_backbone_sees_frame_order_only_through_its_time_embedding():
+    """An inflated video ViT repeats its position rows over time: with time_embed at its inflated zero,
+    a clip and its reverse give the same logits (any frozen-backbone method is blind to motion
+    direction); a trained (non-zero) time_embed tells them apart. The rows go to tokens in time-major
+    order: moving a tubelet step's row moves the difference."""
+    paddle.seed(5)
+    video = create_model("videomae_vit_small_patch16_224", num_classes=4, img_size=16, patch_size=4, num_frames=4,
+                         embed_dim=32, depth=2, num_heads=2, learnable_pos=True, time_embed=True)
+    grid = video.pos_embed[:, :16]
+    video.pos_embed.set_value(paddle.concat([grid, grid], axis=1))  # as weights/inflate.py writes them:
+    kernel = video.patch_embed.proj.weight  # [D, C, t, p, p], alike over the tubelet's frames
+    kernel.set_value(paddle.concat([kernel[:, :, :1]] * 2, axis=2))
+    video.head.weight.set_value(paddle.randn(video.head.weight.shape))  # logits of order 1
+    video.eval()
+    clip = paddle.randn([2, 3, 4, 16, 16])
+    reverse = clip[:, :, ::-1]
+    with paddle.no_grad():
+        np.testing.assert_allclose(video(reverse).numpy(), video(clip).numpy(), atol=1e-5, rtol=0)
+        video.time_embed.set_value(paddle.randn(video.time_embed.shape))
+        assert np.abs(video(reverse).numpy() - video(clip).numpy()).max() > 1e-3  # 100x the tolerance above
+        # the first step's row goes to the first 16 tokens (the first two frames), as if added to their positions
+        row = paddle.randn([1, 1, 32])
+        video.time_embed.set_value(paddle.concat([row, paddle.zeros([1, 1, 32])], axis=1))
+        moved = video(clip).numpy()
+        video.time_embed.set_value(paddle.zeros([1, 2, 32]))
+        video.pos_embed.set_value(video.pos_embed + paddle.concat([row.expand([1, 16, 32]),
+                                                                   paddle.zeros([1, 16, 32])], axis=1))
+        np.testing.assert_allclose(video(clip).numpy(), moved, atol=1e-5, rtol=0)
 
 
 def test_the_size_estimate_counts_a_clips_frames():

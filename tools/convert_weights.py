@@ -75,7 +75,7 @@ def main() -> None:
             except ValueError as e:
                 raise CheckpointError(f"--inflate-frames: {e}") from None
             print(f"inflated to a video ViT for clips of {args.inflate_frames} frames in tubelets of {args.tubelet} "
-                  "(model kwargs: num_frames, tubelet_size, learnable_pos: true)")
+                  "(model kwargs: num_frames, tubelet_size, learnable_pos: true, time_embed: true)")
     save_state(tensors, args.dst)
     print(f"wrote {args.dst} ({len(tensors)} tensors)")
     if normalization:

@@ -106,6 +106,7 @@ class VideoVisionTransformer(TransformerBase):
         head_init_std: float = 0.02,
         head_init_scale: float = 1.0,
         learnable_pos: bool = False,
+        time_embed: bool = False,
     ):
         super().__init__()
         self.num_classes = num_classes
@@ -119,6 +120,12 @@ class VideoVisionTransformer(TransformerBase):
         self.pos_embed = self.create_parameter([1, self.patch_embed.num_patches, embed_dim],
                                                default_initializer=nn.initializer.TruncatedNormal(std=0.02)) \
             if learnable_pos else None
+        # One row per tubelet step, added to all its tokens and starting at zero (TimeSformer's time
+        # embedding): an image ViT inflated to video (weights/inflate.py) repeats its position rows over
+        # time, so a frozen copy of it would see a clip and its reverse alike; trained, this tells them apart.
+        self.time_embed = self.create_parameter([1, num_frames // tubelet_size, embed_dim],
+                                                default_initializer=nn.initializer.Constant(0.0)) \
+            if time_embed else None
         self.pos_drop = nn.Dropout(drop_rate)
         self.blocks = self.make_blocks(VideoBlock, embed_dim, depth, num_heads, mlp_ratio, qkv_bias, epsilon,
                                        drop_rate, attn_drop_rate, drop_path_rate)
@@ -140,6 +147,8 @@ class VideoVisionTransformer(TransformerBase):
         """All tokens after the last block: [batch, num_patches, embed_dim]."""
         x = self.patch_embed(x)
         x = x + (self.pos_embed if self.pos_embed is not None else self.pos_table).astype(x.dtype)
+        if self.time_embed is not None:  # tokens are in time-major order: each step's grid in turn
+            x = x + paddle.repeat_interleave(self.time_embed, self.patch_embed.grid_size ** 2, axis=1).astype(x.dtype)
         if self.patch_embed.training:  # as the image ViT: off when the embedding is frozen
             x = self.pos_drop(x)
         return self.run_blocks(x)

@@ -12,7 +12,7 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import paddle
 
@@ -57,12 +57,14 @@ class StageResult:
 def run_study(path: str, overrides: Optional[List[str]] = None, resume: bool = False,
               overwrite: bool = False) -> List[StageResult]:
     """`overwrite` lets each run replace an earlier study's run in its folder; with `resume`,
-    finished runs are reused and a run that never saved a checkpoint starts over in its folder."""
+    finished runs are reused and a run that never saved a checkpoint starts over in its folder.
+    With both, a finished run made with another config (a stage changed, a widened sweep moving the
+    choice) is trained again and every other finished run is reused."""
     study_overrides, run_overrides = split_study_overrides(overrides)
     study = load_study(path, study_overrides)
     check_run_overrides(study, run_overrides)
     folder = os.path.dirname(path)
-    plan = check_study(study, folder, run_overrides, path, resume)
+    plan = check_study(study, folder, run_overrides, path, resume, overwrite)
     return execute_study(study, folder, plan, run_overrides, resume, overwrite)
 
 
@@ -74,7 +76,7 @@ def check_run_overrides(study: StudyConfig, run_overrides: List[str], sets=STUDY
 
 
 def check_study(study: StudyConfig, folder: str, run_overrides: List[str], path: str,
-                resume: bool) -> Dict[str, Dict[str, List[Run]]]:
+                resume: bool, overwrite: bool = False) -> Dict[str, Dict[str, List[Run]]]:
     """Every run of the study planned and its config built and checked (nothing trains yet)."""
     plan = {s.name: plan_stage(study, folder, s) for s in study.stages}
     planned = [r for p in plan.values() for r in p["runs"] + p["sweep"]]
@@ -83,13 +85,13 @@ def check_study(study: StudyConfig, folder: str, run_overrides: List[str], path:
         cfg = run.config(folder, run_overrides)
         check_run(run, cfg, path, build=run.stage.name not in checked_models)
         checked_models.add(run.stage.name)
-        if resume and finished(cfg.train.output_dir):
+        if resume:
             # Not known yet: the backbone an earlier stage will point to (itself checked here, or a
             # committed file checked by its sha256) and a seed run's value chosen by the sweep
             # (checked once chosen, below).
             unknown = (["model.pretrained"] if run.stage.pretrained_from else []) + (
                 [study.sweep.key] if plan[run.stage.name]["sweep"] and not run.sweep else [])
-            check_finished_config(cfg, cfg.train.output_dir, unknown)
+            reusable(cfg, unknown, overwrite)
     reused = sum(1 for p in plan.values() if p["sweep"] and p["runs"] and not study.sweep.overrides)
     print(f"study {study.name}: {len(planned) - reused} trainings planned (every config checked); "
           f"results in {study.output_dir}")
@@ -114,10 +116,12 @@ def execute_study(study: StudyConfig, folder: str, plan: Dict[str, Dict[str, Lis
             results.append(result)
             continue
         more = {"model.pretrained": backbones[stage.pretrained_from]} if stage.pretrained_from else {}
+        # an earlier stage's backbone: its path is the study's to give, and a moved study changes it
+        ignored = list(more)
         chosen: Dict[str, Any] = {}
         reuse = None  # the sweep's run of the chosen value is the first seed's run
         if plan[stage.name]["sweep"]:
-            done = [execute(r.config(folder, run_overrides, **more), resume, overwrite)
+            done = [execute(r.config(folder, run_overrides, **more), resume, overwrite, ignored)
                     for r in plan[stage.name]["sweep"]]
             scores = [d["summary"]["best_top1"] for d in done]
             values = [r.sweep_value for r in plan[stage.name]["sweep"]]
@@ -134,9 +138,7 @@ def execute_study(study: StudyConfig, folder: str, plan: Dict[str, Dict[str, Lis
                 result.runs.append(reuse)
                 continue
             cfg = run.config(folder, run_overrides, **more, **chosen)
-            if resume and chosen and finished(cfg.train.output_dir):
-                check_finished_config(cfg, cfg.train.output_dir, ["model.pretrained"])
-            result.runs.append(execute(cfg, resume, overwrite))
+            result.runs.append(execute(cfg, resume, overwrite, ignored))
         backbones[stage.name] = os.path.join(result.runs[0]["folder"], BEST)
         results.append(result)
     if dist.is_main():
@@ -231,19 +233,38 @@ def finished(out: str) -> bool:
 def check_finished_config(cfg: Config, out: str, ignored: List[str]) -> None:
     """--resume reuses a finished run only if it was made with this run's config (the `ignored`
     keys apart: a study may change what does not change the run)."""
-    check_saved_config(cfg, out, ignored, fix="run the study with --overwrite, or into another study.output_dir")
+    check_saved_config(cfg, out, ignored, fix="add --overwrite to train the runs whose config changed again, or use another study.output_dir")
 
 
-def execute(cfg: Config, resume: bool, overwrite: bool) -> Dict:
-    """Train one run (or, with --resume, reuse it if it finished) and collect what the report needs."""
+def reusable(cfg: Config, ignored: List[str], overwrite: bool) -> bool:
+    """Whether --resume reuses the run in cfg's folder: it finished, with this run's config (the
+    `ignored` keys apart: a study may change what does not change the run). A finished run made with
+    another config is refused, or with --overwrite trained again."""
     out = cfg.train.output_dir
-    if resume and finished(out):  # its config was checked against this run's (check_finished_config)
+    if not finished(out):
+        return False
+    try:
+        check_finished_config(cfg, out, ignored)
+    except ConfigError:
+        if not overwrite:
+            raise
+        return False
+    return True
+
+
+def execute(cfg: Config, resume: bool, overwrite: bool, ignored: Sequence[str] = ()) -> Dict:
+    """Train one run (or, with --resume, reuse it if it finished with this config) and collect what
+    the report needs."""
+    out = cfg.train.output_dir
+    if resume and reusable(cfg, list(ignored), overwrite):
         print(f"== {out}: already finished")
         summary = read_json(os.path.join(out, "summary.json"), "json", "a run's summary.json")
     else:
-        print(f"== {out}: {cfg.method.name} on {cfg.data.dataset}, seed {cfg.train.seed}")
+        stale = resume and finished(out)  # made with another config: --overwrite trains it again
+        print(f"== {out}: {cfg.method.name} on {cfg.data.dataset}, seed {cfg.train.seed}"
+              + (" (its finished run had another config)" if stale else ""))
         # --resume continues a run interrupted after a checkpoint, and restarts one interrupted before it
-        continues = resume and os.path.exists(os.path.join(out, LAST))
+        continues = resume and not stale and os.path.exists(os.path.join(out, LAST))
         summary = train(cfg, resume=continues, overwrite=overwrite or (resume and not continues))
     records = read_records(os.path.join(out, "metrics.jsonl")) if dist.is_main() else []
     predictions = None

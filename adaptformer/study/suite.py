@@ -127,7 +127,7 @@ def run_suite(path: str, overrides: Optional[List[str]] = None, resume: bool = F
     folder = os.path.dirname(path)
     plans = []
     for study in studies:  # every task's every run checked before the first trains
-        plan = check_study(study, folder, run_overrides, path, resume)
+        plan = check_study(study, folder, run_overrides, path, resume, overwrite)
         checked_lists = set()
         for runs in plan.values():
             for run in runs["runs"][:1] + runs["sweep"][:1]:

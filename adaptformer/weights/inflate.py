@@ -6,6 +6,9 @@ The rule, on state dicts with this package's names and Paddle layout:
   of one image repeated embeds as that image does (the I3D inflation);
 - pos_embed [1, 1 + G*G, D] -> [1, (T / t) * G*G, D]: the class token's row dropped, the patches' rows
   repeated for each of the T / t tubelet steps, which start alike and learn apart;
+- time_embed [1, T / t, D] (new): zeros, one row per tubelet step added to all its tokens. With the
+  rows above alike, a frozen copy is blind to frame order (a clip and its reverse give the same
+  logits); methods that freeze the backbone train this (model kwargs time_embed: true);
 - attn.qkv.bias [3D] -> attn.q_bias = its first D, attn.v_bias = its last D. k's bias is dropped: it
   adds q . b_k to every key's score alike, which softmax takes away, so attention is unchanged;
 - norm (the image's final norm, before its class token) -> fc_norm (before the video's mean pooling);
@@ -43,4 +46,6 @@ def inflate_image_vit(image: Dict[str, np.ndarray], num_frames: int, tubelet_siz
             continue
         else:
             out[key] = value
+    out["time_embed"] = np.zeros((1, num_frames // tubelet_size, image["pos_embed"].shape[-1]),
+                                 dtype=np.asarray(image["pos_embed"]).dtype)
     return out
