@@ -2,7 +2,7 @@
 reads (train.csv, val.csv, test.csv with `videos/<split>/NNNNNN.mp4 label` lines, H.264 .mp4 written
 with PyAV), from the CIFAR-10 archive's images:
 
-    python tools/make_moving_clips.py data/moving-clips --cifar ../shared/data/cifar10-subset/cifar-10-python.tar.gz
+    python tools/make_moving_clips.py data/moving-clips --cifar ../shared/data/cifar10-subset/cifar-10-python.tar.gz --train 400
 
 Each clip is --frames frames of one 32x32 image shifted --step pixels further each frame (wrapping
 round), in one of four directions: 0 left, 1 right, 2 up, 3 down. As in SSv2's "moving something
