@@ -233,7 +233,8 @@ def finished(out: str) -> bool:
 def check_finished_config(cfg: Config, out: str, ignored: List[str]) -> None:
     """--resume reuses a finished run only if it was made with this run's config (the `ignored`
     keys apart: a study may change what does not change the run)."""
-    check_saved_config(cfg, out, ignored, fix="add --overwrite to train the runs whose config changed again, or use another study.output_dir")
+    check_saved_config(cfg, out, ignored,
+                       fix="add --overwrite to train again the runs whose config changed, or use another study.output_dir")
 
 
 def reusable(cfg: Config, ignored: List[str], overwrite: bool) -> bool:
