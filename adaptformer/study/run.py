@@ -230,14 +230,7 @@ def finished(out: str) -> bool:
     return os.path.exists(os.path.join(out, "summary.json"))
 
 
-def check_finished_config(cfg: Config, out: str, ignored: List[str]) -> None:
-    """--resume reuses a finished run only if it was made with this run's config (the `ignored`
-    keys apart: a study may change what does not change the run)."""
-    check_saved_config(cfg, out, ignored,
-                       fix="add --overwrite to train again the runs whose config changed, or use another study.output_dir")
-
-
-def reusable(cfg: Config, ignored: List[str], overwrite: bool) -> bool:
+def reusable(cfg: Config, ignored: Sequence[str], overwrite: bool) -> bool:
     """Whether --resume reuses the run in cfg's folder: it finished, with this run's config (the
     `ignored` keys apart: a study may change what does not change the run). A finished run made with
     another config is refused, or with --overwrite trained again."""
@@ -245,7 +238,8 @@ def reusable(cfg: Config, ignored: List[str], overwrite: bool) -> bool:
     if not finished(out):
         return False
     try:
-        check_finished_config(cfg, out, ignored)
+        check_saved_config(cfg, out, list(ignored), fix="add --overwrite to train again the runs whose "
+                                                        "config changed, or use another study.output_dir")
     except ConfigError:
         if not overwrite:
             raise
@@ -257,7 +251,7 @@ def execute(cfg: Config, resume: bool, overwrite: bool, ignored: Sequence[str] =
     """Train one run (or, with --resume, reuse it if it finished with this config) and collect what
     the report needs."""
     out = cfg.train.output_dir
-    if resume and reusable(cfg, list(ignored), overwrite):
+    if resume and reusable(cfg, ignored, overwrite):
         print(f"== {out}: already finished")
         summary = read_json(os.path.join(out, "summary.json"), "json", "a run's summary.json")
     else:

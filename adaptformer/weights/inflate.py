@@ -46,6 +46,6 @@ def inflate_image_vit(image: Dict[str, np.ndarray], num_frames: int, tubelet_siz
             continue
         else:
             out[key] = value
-    out["time_embed"] = np.zeros((1, num_frames // tubelet_size, image["pos_embed"].shape[-1]),
-                                 dtype=np.asarray(image["pos_embed"]).dtype)
+    width = out["pos_embed"].shape[-1]
+    out["time_embed"] = np.zeros((1, num_frames // tubelet_size, width), dtype=out["pos_embed"].dtype)
     return out
